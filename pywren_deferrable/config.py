@@ -1,0 +1,252 @@
+"""Airflow Connection -> Lithops config, as pure functions (no I/O, no Lithops import).
+
+The Connection's extra *is* a Lithops config (the sections a Lithops user already has
+in ``~/.lithops/config``); login/password may carry the storage HMAC keys so that they
+live in the Connection's secret fields. The operator's ``pywren_executor_config`` is
+merged on top, either as config sections or, like the seed plugin and Lithops'
+``FunctionExecutor(**kwargs)``, as flat keys (``runtime``, ``runtime_memory``...).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from pywren_deferrable.job import STORAGE_LOCALHOST, STORAGE_S3, StorageLocation
+
+# Lithops' compute backends (3.8) by config section name.
+COMPUTE_BACKENDS = frozenset(
+    {
+        "localhost",
+        "ibm_cf",
+        "code_engine",
+        "aws_lambda",
+        "aws_batch",
+        "gcp_functions",
+        "gcp_cloudrun",
+        "azure_functions",
+        "azure_containers",
+        "aliyun_fc",
+        "oracle_f",
+        "k8s",
+        "knative",
+        "openwhisk",
+        "singularity",
+        "ibm_vpc",
+        "aws_ec2",
+        "azure_vms",
+        "vm",
+    }
+)
+# Storage backends reachable over the S3 protocol, which is what the trigger speaks.
+S3_STORAGE_BACKENDS = frozenset({"ibm_cos", "minio", "ceph", "aws_s3"})
+STORAGE_BACKENDS = S3_STORAGE_BACKENDS | {
+    "localhost",
+    "redis",
+    "swift",
+    "gcp_storage",
+    "azure_storage",
+    "aliyun_oss",
+    "oracle_oss",
+    "infinispan",
+}
+# Sections that are not backends but may appear in a Lithops config.
+OTHER_SECTIONS = frozenset({"lithops", "aws", "ibm", "gcp", "azure", "aliyun", "oracle", "standalone"})
+CONFIG_SECTIONS = COMPUTE_BACKENDS | STORAGE_BACKENDS | OTHER_SECTIONS
+# Flat override keys that belong in the ``lithops`` section, as FunctionExecutor's
+# ``mode``/``backend``/``storage``/``monitoring`` arguments do.
+LITHOPS_SECTION_KEYS = frozenset(
+    {"mode", "backend", "storage", "monitoring", "log_level", "execution_timeout", "chunksize"}
+)
+
+IBM_COS_PUBLIC_ENDPOINT = "https://s3.{}.cloud-object-storage.appdomain.cloud"
+AWS_S3_ENDPOINT = "https://s3.{}.amazonaws.com"
+DEFAULT_LOCALHOST_VERSION = 1  # measured ~10x faster than v2 against an S3 endpoint
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return a new dict: ``override`` merged into ``base``, recursing into dicts.
+    Neither input is modified (the seed mutated a shared default dict in place)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def normalize_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Turn an operator's ``pywren_executor_config`` into config sections.
+
+    Dict values under a known section name are sections; flat keys go where
+    ``FunctionExecutor(**kwargs)`` would put them: ``backend``/``storage``/... into
+    ``lithops``, everything else (``runtime``, ``runtime_memory``...) into the compute
+    backend's section (resolved later, once the backend is known).
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise TypeError(f"pywren_executor_config must be a dict, got {type(overrides).__name__}")
+    sections: dict[str, Any] = {}
+    flat_backend: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise TypeError(f"pywren_executor_config keys must be strings, got {key!r}")
+        if key in CONFIG_SECTIONS:
+            if not isinstance(value, dict):
+                raise TypeError(
+                    f"pywren_executor_config[{key!r}] is a Lithops config section and must be a dict, "
+                    f"got {type(value).__name__}"
+                )
+            sections = deep_merge(sections, {key: value})
+        elif key in LITHOPS_SECTION_KEYS:
+            sections = deep_merge(sections, {"lithops": {key: value}})
+        else:
+            flat_backend[key] = value
+    if flat_backend:
+        sections["__backend__"] = flat_backend
+    return sections
+
+
+def validate_backend_names(config: dict[str, Any]) -> None:
+    """Raise ``ValueError`` when ``lithops.backend``/``lithops.storage`` name no Lithops backend."""
+    lithops_section = config.get("lithops", {})
+    backend = lithops_section.get("backend")
+    if backend is not None and backend not in COMPUTE_BACKENDS:
+        raise ValueError(
+            f"unknown Lithops compute backend {backend!r}; expected one of {sorted(COMPUTE_BACKENDS)}"
+        )
+    storage = lithops_section.get("storage")
+    if storage is not None and storage not in STORAGE_BACKENDS:
+        raise ValueError(
+            f"unknown Lithops storage backend {storage!r}; expected one of {sorted(STORAGE_BACKENDS)}"
+        )
+
+
+def build_lithops_config(
+    extra: dict[str, Any] | None,
+    *,
+    login: str | None = None,
+    password: str | None = None,
+    host: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the Lithops config for one job.
+
+    :param extra: the Connection's extra (Lithops config sections).
+    :param login: storage access key id (HMAC), if set on the Connection.
+    :param password: storage secret access key (HMAC), if set on the Connection.
+    :param host: storage endpoint, used when the storage section has none.
+    :param overrides: the operator's ``pywren_executor_config``.
+    """
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"the Connection extra must be a JSON object, got {type(extra).__name__}")
+    base = copy.deepcopy(extra or {})
+    normalized = normalize_overrides(overrides)
+    flat_backend = normalized.pop("__backend__", {})
+    config = deep_merge(base, normalized)
+    lithops_section = config.setdefault("lithops", {})
+    if not isinstance(lithops_section, dict):
+        raise TypeError("the 'lithops' section of the config must be a dict")
+
+    backend = lithops_section.setdefault("backend", "localhost")
+    if backend == "localhost":
+        lithops_section.setdefault("mode", "localhost")
+        lithops_section.setdefault("storage", "localhost")
+    storage = lithops_section.get("storage")
+    if storage is None:
+        raise ValueError("the Lithops config names no storage backend: set extra['lithops']['storage']")
+    validate_backend_names(config)
+
+    if flat_backend:
+        config[backend] = deep_merge(config.get(backend) or {}, flat_backend)
+
+    # Cleaning is ours: after the results are fetched, and only the job's own prefixes.
+    lithops_section["data_cleaner"] = False
+
+    if backend == "localhost":
+        localhost = config.setdefault("localhost", {})
+        # An interpreter *name* would be looked up on PATH by the runner; the task's own
+        # interpreter is the one that has the user's packages.
+        localhost.setdefault("runtime", sys.executable)
+        localhost.setdefault("version", DEFAULT_LOCALHOST_VERSION)
+
+    if storage in S3_STORAGE_BACKENDS:
+        section = config.setdefault(storage, {})
+        if login and "access_key_id" not in section:
+            section["access_key_id"] = login
+        if password and "secret_access_key" not in section:
+            section["secret_access_key"] = password
+        if host and "endpoint" not in section and storage != "aws_s3":
+            section["endpoint"] = host
+    return config
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """What the async S3 client needs. Never serialized, never logged."""
+
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"S3Credentials(access_key_id={'***' if self.access_key_id else None})"
+
+
+def storage_location(config: dict[str, Any]) -> StorageLocation:
+    """Where a job submitted with ``config`` keeps its objects (no secrets)."""
+    storage = config["lithops"]["storage"]
+    section = config.get(storage) or {}
+    if storage == "localhost":
+        # Called on the worker at submit time, where Lithops is loaded anyway.
+        from lithops.constants import LITHOPS_TEMP_DIR
+
+        return StorageLocation(
+            kind=STORAGE_LOCALHOST,
+            bucket=section.get("storage_bucket", "storage"),
+            backend="localhost",
+            root=LITHOPS_TEMP_DIR,
+        )
+    if storage not in S3_STORAGE_BACKENDS:
+        raise ValueError(
+            f"storage backend {storage!r} cannot be polled by the trigger; use one of "
+            f"{sorted(S3_STORAGE_BACKENDS)} or localhost"
+        )
+    bucket = section.get("storage_bucket")
+    if not bucket:
+        raise ValueError(f"the {storage!r} storage section needs a 'storage_bucket'")
+    region = section.get("region") or section.get("region_name")
+    endpoint = section.get("endpoint")
+    if storage == "ibm_cos" and not endpoint:
+        if not region:
+            raise ValueError("the 'ibm_cos' storage section needs an 'endpoint' or a 'region'")
+        endpoint = IBM_COS_PUBLIC_ENDPOINT.format(region)
+    if storage == "aws_s3":
+        region = region or (config.get("aws") or {}).get("region")
+        if not region:
+            raise ValueError("the 'aws_s3' storage section needs a 'region'")
+    if storage in ("minio", "ceph") and not endpoint:
+        raise ValueError(f"the {storage!r} storage section needs an 'endpoint'")
+    return StorageLocation(kind=STORAGE_S3, bucket=bucket, backend=storage, endpoint=endpoint, region=region)
+
+
+def s3_credentials(config: dict[str, Any]) -> S3Credentials:
+    """The HMAC keys for the S3 storage named in ``config``."""
+    storage = config["lithops"]["storage"]
+    section = dict(config.get(storage) or {})
+    if storage == "aws_s3":
+        section = {**(config.get("aws") or {}), **section}
+    if storage == "ibm_cos" and "access_key_id" not in section and section.get("api_key"):
+        raise NotImplementedError(
+            "IBM COS IAM API-key authentication is not supported by the trigger yet; "
+            "set HMAC keys (access_key_id/secret_access_key, or the Connection's login/password)"
+        )
+    return S3Credentials(
+        access_key_id=section.get("access_key_id"),
+        secret_access_key=section.get("secret_access_key"),
+        session_token=section.get("session_token"),
+    )

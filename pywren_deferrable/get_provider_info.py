@@ -1,0 +1,37 @@
+"""Provider metadata, registered through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's ProvidersManager reads: connection type, hooks, operators, triggers."""
+    return {
+        "package-name": "pywren-deferrable",
+        "name": "PyWren (Lithops) deferrable operators",
+        "description": "Deferrable operators that run map / map-reduce jobs on serverless functions "
+        "with Lithops (IBM PyWren's successor), freeing the worker slot while they run.",
+        "versions": ["0.1.0"],
+        "connection-types": [
+            {
+                "connection-type": "lithops",
+                "hook-class-name": "pywren_deferrable.hooks.lithops.LithopsHook",
+            }
+        ],
+        "hooks": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.hooks.lithops"]}],
+        "operators": [
+            {
+                "integration-name": "Lithops",
+                "python-modules": ["pywren_deferrable.operators.map"],
+            }
+        ],
+        "triggers": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.triggers.job"]}],
+        "integrations": [
+            {
+                "integration-name": "Lithops",
+                "external-doc-url": "https://lithops-cloud.github.io/",
+                "tags": ["software"],
+            }
+        ],
+    }

@@ -1,0 +1,1 @@
+"""hooks of pywren_deferrable."""

@@ -1,0 +1,91 @@
+"""LithopsHook: the Airflow Connection of type ``lithops`` and everything that needs its secrets.
+
+The hook owns credentials: operators and triggers only ever hold a connection id and a
+secret-free :class:`~pywren_deferrable.job.JobRef`. Lithops itself is imported lazily,
+on the worker, so that the triggerer (which imports this module) never loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from pywren_deferrable.config import S3Credentials, build_lithops_config, s3_credentials, storage_location
+from pywren_deferrable.job import STORAGE_LOCALHOST, StorageLocation
+from pywren_deferrable.triggers.status import StatusSource, open_status_source
+
+
+class LithopsHook(BaseHook):
+    """Turns an Airflow Connection into a Lithops config, executor and storage access.
+
+    The Connection's extra is a Lithops config (sections ``lithops``, ``localhost``,
+    ``ibm_cf``, ``code_engine``, ``aws_lambda``, ``ibm_cos``, ``minio``, ``ceph``,
+    ``aws_s3``...). Login and password, when set, are the storage HMAC keys
+    (``access_key_id`` / ``secret_access_key``); host, when set, the storage endpoint.
+
+    :param lithops_conn_id: the Airflow Connection id.
+    :param executor_config: the operator's ``pywren_executor_config`` overrides.
+    """
+
+    conn_name_attr = "lithops_conn_id"
+    default_conn_name = "lithops_default"
+    conn_type = "lithops"
+    hook_name = "Lithops (IBM PyWren)"
+
+    def __init__(
+        self, lithops_conn_id: str = default_conn_name, executor_config: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.lithops_conn_id = lithops_conn_id
+        self.executor_config = executor_config or {}
+
+    def _config_from(self, conn: Any) -> dict[str, Any]:
+        return build_lithops_config(
+            conn.extra_dejson,
+            login=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            overrides=self.executor_config,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        """The Lithops config for a job (Connection + overrides, cleaner off)."""
+        return self._config_from(self.get_connection(self.lithops_conn_id))
+
+    async def aget_config(self) -> dict[str, Any]:
+        """Like :meth:`get_config`, without blocking the event loop (for triggers)."""
+        return self._config_from(await BaseHook.aget_connection(self.lithops_conn_id))
+
+    def get_executor(self, config: dict[str, Any] | None = None) -> Any:
+        """A Lithops ``FunctionExecutor`` for the Connection."""
+        import lithops
+
+        return lithops.FunctionExecutor(config=config or self.get_config())
+
+    @staticmethod
+    def storage_location(config: dict[str, Any]) -> StorageLocation:
+        """Where jobs submitted with ``config`` keep their objects."""
+        return storage_location(config)
+
+    async def _credentials_for(self, location: StorageLocation) -> S3Credentials | None:
+        if location.kind == STORAGE_LOCALHOST:
+            return None
+        return s3_credentials(await self.aget_config())
+
+    @asynccontextmanager
+    async def astatus_source(self, location: StorageLocation) -> AsyncIterator[StatusSource]:
+        """Async access to a job's bucket: a shared aiobotocore client for S3 storage."""
+        async with open_status_source(location, await self._credentials_for(location)) as source:
+            yield source
+
+    @asynccontextmanager
+    async def status_source_from_config(
+        self, location: StorageLocation, config: dict[str, Any]
+    ) -> AsyncIterator[StatusSource]:
+        """Like :meth:`astatus_source` with an already-resolved config (on the worker)."""
+        credentials = None if location.kind == STORAGE_LOCALHOST else s3_credentials(config)
+        async with open_status_source(location, credentials) as source:
+            yield source

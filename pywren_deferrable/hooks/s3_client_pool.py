@@ -1,0 +1,109 @@
+"""One aiobotocore client per (event loop, endpoint, credentials), shared by every user.
+
+A triggerer runs many triggers on one event loop. A client per trigger costs a TLS
+pool and ~4x the CPU per request (see DESIGN.md, baselines); a client per request costs
+~14x. So triggers borrow a shared client, reference-counted, and the last one to
+leave closes it. The key includes the event loop because aiohttp sessions are bound to
+the loop that created them (the worker fetches results in its own short-lived loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from pywren_deferrable.config import S3Credentials
+
+DEFAULT_MAX_POOL_CONNECTIONS = 32
+
+
+@dataclass
+class _Entry:
+    client: Any
+    context: Any
+    users: int
+
+
+_entries: dict[tuple[Any, ...], _Entry] = {}
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _pool_key(endpoint: str | None, region: str | None, credentials: S3Credentials) -> tuple[Any, ...]:
+    # The secret is hashed so that the key (which may show up in a debugger) holds no secret.
+    secret_digest = hashlib.sha256((credentials.secret_access_key or "").encode()).hexdigest()
+    token_digest = hashlib.sha256((credentials.session_token or "").encode()).hexdigest()
+    return (
+        id(asyncio.get_running_loop()),
+        endpoint,
+        region,
+        credentials.access_key_id,
+        secret_digest,
+        token_digest,
+    )
+
+
+def _lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
+
+
+def active_clients() -> int:
+    """How many shared clients are open (for tests and benchmarks)."""
+    return len(_entries)
+
+
+@asynccontextmanager
+async def shared_s3_client(
+    *,
+    endpoint: str | None,
+    region: str | None,
+    credentials: S3Credentials,
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
+) -> AsyncIterator[Any]:
+    """Borrow the shared aiobotocore S3 client for this endpoint and these credentials."""
+    key = _pool_key(endpoint, region, credentials)
+    async with _lock():
+        entry = _entries.get(key)
+        if entry is None:
+            config = AioConfig(
+                max_pool_connections=max_pool_connections,
+                # Our own loop retries with backoff over longer outages; botocore's
+                # retries cover the short blips.
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=30,
+                # IBM COS, MinIO, Ceph and moto all accept path-style addressing; virtual
+                # hosts need DNS for every bucket, which a 127.0.0.1 endpoint has not.
+                s3={"addressing_style": "path"},
+            )
+            context = get_session().create_client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region or "us-east-1",
+                aws_access_key_id=credentials.access_key_id,
+                aws_secret_access_key=credentials.secret_access_key,
+                aws_session_token=credentials.session_token,
+                config=config,
+            )
+            client = await context.__aenter__()
+            entry = _entries[key] = _Entry(client=client, context=context, users=0)
+        entry.users += 1
+    try:
+        yield entry.client
+    finally:
+        async with _lock():
+            entry.users -= 1
+            if entry.users == 0:
+                _entries.pop(key, None)
+                await entry.context.__aexit__(None, None, None)

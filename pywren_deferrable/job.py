@@ -1,0 +1,235 @@
+"""The job reference and Lithops' storage key layout, as small pure functions.
+
+Nothing else in the project builds a storage key by hand: the trigger, the result
+fetcher and the cleaner all go through these functions, so that the layout Lithops
+writes (measured on Lithops 3.8) lives in one place and cleanup can be proven never
+to leave a job's own prefixes.
+
+Layout written by Lithops::
+
+    lithops.jobs/<executor_id>/<hash>.func.pickle           the pickled function
+    lithops.jobs/<executor_id>-<job_id>/aggdata.pickle       the pickled iterdata
+    lithops.jobs/<executor_id>-<job_id>/<call_id>/<act>.init a call has started
+    lithops.jobs/<executor_id>-<job_id>/<call_id>/status.json  a call has ended
+    lithops.jobs/<executor_id>-<job_id>/<call_id>/output.pickle  its result, when >= 8 KiB
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+JOBS_PREFIX = "lithops.jobs"
+STATUS_SUFFIX = "status.json"
+OUTPUT_SUFFIX = "output.pickle"
+INIT_SUFFIX = ".init"
+
+# Lithops executor ids are "<6 hex>-<counter>" and job ids a letter and three digits
+# (A000 call_async, M000 map, R000 reduce). Anything else in a JobRef did not come
+# from Lithops: refusing it keeps a crafted id from widening a prefix ("x/../", "")
+# and so keeps cleanup inside the job.
+_EXECUTOR_ID = re.compile(r"^[0-9a-f]{6}-[0-9]{1,6}$")
+_JOB_ID = re.compile(r"^[AMR][0-9]{3,6}$")
+_CALL_ID = re.compile(r"^[0-9]{5,}$")
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+STORAGE_S3 = "s3"
+STORAGE_LOCALHOST = "localhost"
+STORAGE_KINDS = (STORAGE_S3, STORAGE_LOCALHOST)
+
+
+def validate_executor_id(executor_id: str) -> str:
+    """Return ``executor_id`` if it has Lithops' shape, else raise ``ValueError``."""
+    if not isinstance(executor_id, str) or not _EXECUTOR_ID.match(executor_id):
+        raise ValueError(f"executor_id {executor_id!r} is not a Lithops executor id (like 'a1b2c3-0')")
+    return executor_id
+
+
+def validate_job_id(job_id: str) -> str:
+    """Return ``job_id`` if it has Lithops' shape (``M000``), else raise ``ValueError``."""
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise ValueError(f"job_id {job_id!r} is not a Lithops job id (like 'M000')")
+    return job_id
+
+
+def call_id(index: int) -> str:
+    """The fixed-width call id Lithops gives the ``index``-th call of a job."""
+    return f"{index:05d}"
+
+
+def job_key(executor_id: str, job_id: str) -> str:
+    """The id shared by every call of a job (``<executor_id>-<job_id>``)."""
+    return f"{validate_executor_id(executor_id)}-{validate_job_id(job_id)}"
+
+
+def job_prefix(executor_id: str, job_id: str) -> str:
+    """The prefix under which every object of one job lives; ends with ``/`` so it
+    never matches a sibling job whose key merely starts the same way."""
+    return f"{JOBS_PREFIX}/{job_key(executor_id, job_id)}/"
+
+
+def executor_prefix(executor_id: str) -> str:
+    """The prefix of the executor's own objects (the pickled functions)."""
+    return f"{JOBS_PREFIX}/{validate_executor_id(executor_id)}/"
+
+
+def call_prefix(executor_id: str, job_id: str, call: str) -> str:
+    """The prefix of one call's objects."""
+    return f"{job_prefix(executor_id, job_id)}{call}/"
+
+
+def status_key(executor_id: str, job_id: str, call: str) -> str:
+    """Where a call writes its final status (success or exception)."""
+    return f"{call_prefix(executor_id, job_id, call)}{STATUS_SUFFIX}"
+
+
+def output_key(executor_id: str, job_id: str, call: str) -> str:
+    """Where a call writes its pickled result when it is too large to go inline."""
+    return f"{call_prefix(executor_id, job_id, call)}{OUTPUT_SUFFIX}"
+
+
+def list_start_after(executor_id: str, job_id: str, done_through: int) -> str:
+    """The ``StartAfter`` key that skips every call up to and including ``done_through``.
+
+    ``<prefix><call_id>/~`` sorts after every object of that call (``~`` sorts after
+    the hex digits, digits, dots and lowercase letters Lithops uses in object names)
+    and before every object of the next call, so a listing that starts there returns
+    only calls that are not known to be finished yet.
+    """
+    if done_through < 0:
+        return ""
+    return f"{call_prefix(executor_id, job_id, call_id(done_through))}~"
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    """What a key under a job prefix says about a call."""
+
+    call: str
+    kind: str  # "init", "status", "output" or "other"
+
+
+def parse_job_object_key(prefix: str, key: str) -> ParsedKey | None:
+    """Classify ``key`` (which must start with ``prefix``) as a call's init/status/output.
+
+    Returns ``None`` for job-level objects such as ``aggdata.pickle``.
+    """
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :]
+    call, sep, name = rest.partition("/")
+    if not sep or not _CALL_ID.match(call) or "/" in name:
+        return None
+    if name == STATUS_SUFFIX:
+        return ParsedKey(call, "status")
+    if name == OUTPUT_SUFFIX:
+        return ParsedKey(call, "output")
+    if name.endswith(INIT_SUFFIX):
+        return ParsedKey(call, "init")
+    return ParsedKey(call, "other")
+
+
+def is_key_owned_by_job(key: str, executor_id: str, job_ids: list[str]) -> bool:
+    """True when ``key`` lies under one of the job's own prefixes (its jobs, or the
+    executor's function pickles). The cleaner deletes nothing for which this is False."""
+    prefixes = [job_prefix(executor_id, j) for j in job_ids] + [executor_prefix(executor_id)]
+    return any(key.startswith(p) and len(key) > len(p) for p in prefixes)
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a job's objects live. Never holds a credential: credentials come from the
+    Airflow Connection each time they are needed, so this can travel in trigger
+    kwargs and XCom.
+
+    :param kind: ``"s3"`` (IBM COS, MinIO, Ceph, AWS S3...) or ``"localhost"``.
+    :param bucket: the Lithops ``storage_bucket``.
+    :param backend: the Lithops storage backend name (``ibm_cos``, ``minio``...).
+    :param endpoint: the S3 endpoint URL, when not the backend's default.
+    :param region: the S3 region, if any.
+    :param root: for ``localhost`` storage, the directory that holds the buckets.
+    """
+
+    kind: str
+    bucket: str
+    backend: str
+    endpoint: str | None = None
+    region: str | None = None
+    root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in STORAGE_KINDS:
+            raise ValueError(f"storage kind {self.kind!r} is not one of {STORAGE_KINDS}")
+        if not isinstance(self.bucket, str) or not _BUCKET.match(self.bucket):
+            raise ValueError(f"storage bucket {self.bucket!r} is not a valid bucket name")
+        if self.kind == STORAGE_LOCALHOST and not self.root:
+            raise ValueError("localhost storage needs the root directory of its buckets")
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A small, secret-free reference to a submitted Lithops job: enough for the
+    trigger to poll it and for the worker to fetch its results.
+
+    :param executor_id: the Lithops executor id.
+    :param job_ids: the job ids in the order they must finish (``["M000", "R000"]``
+        for a map-reduce).
+    :param total_calls: number of calls of each job, keyed by job id.
+    :param storage: where the objects live.
+    :param call_type: ``call_async``, ``map`` or ``map_reduce``.
+    :param lithops_version: the Lithops version that submitted the job.
+    :param runner_pid: the pid of the detached runner hosting a localhost job, if any.
+    :param runner_log: the runner's log file, if any.
+    """
+
+    executor_id: str
+    job_ids: tuple[str, ...]
+    total_calls: dict[str, int]
+    storage: StorageLocation
+    call_type: str
+    lithops_version: str
+    runner_pid: int | None = None
+    runner_log: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_executor_id(self.executor_id)
+        if not self.job_ids:
+            raise ValueError("a JobRef needs at least one job id")
+        for job_id in self.job_ids:
+            validate_job_id(job_id)
+            count = self.total_calls.get(job_id)
+            if not isinstance(count, int) or count < 1:
+                raise ValueError(f"total_calls[{job_id!r}] must be a positive int, got {count!r}")
+
+    @property
+    def calls(self) -> int:
+        """Total number of calls over all jobs."""
+        return sum(self.total_calls[j] for j in self.job_ids)
+
+    @property
+    def result_job_id(self) -> str:
+        """The job whose calls produce the task's results (the last one)."""
+        return self.job_ids[-1]
+
+    def prefixes(self) -> list[str]:
+        """Every prefix this job owns, for cleanup."""
+        return [job_prefix(self.executor_id, j) for j in self.job_ids] + [executor_prefix(self.executor_id)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (for trigger kwargs and XCom)."""
+        data = asdict(self)
+        data["job_ids"] = list(self.job_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRef:
+        """Inverse of :meth:`to_dict`; validates every field."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a JobRef must be a dict, got {type(data).__name__}")
+        fields = dict(data)
+        fields["storage"] = StorageLocation(**fields["storage"])
+        fields["job_ids"] = tuple(fields["job_ids"])
+        fields["total_calls"] = {str(k): v for k, v in fields["total_calls"].items()}
+        return cls(**fields)

@@ -1,0 +1,222 @@
+"""The flow every PyWren operator shares: submit, defer, resume with results.
+
+Subclasses only say *what* to run (:meth:`PyWrenBaseOperator.build_spec`); this class
+submits it (see :mod:`pywren_deferrable.submit`), defers to
+:class:`~pywren_deferrable.triggers.job.PyWrenJobTrigger`, and on resume fetches the
+results, cleans the job's objects if asked, and fails with the remote tracebacks when a
+call failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from pywren_deferrable.config import build_lithops_config
+from pywren_deferrable.hooks.lithops import LithopsHook
+from pywren_deferrable.job import JobRef
+from pywren_deferrable.operators.validation import (
+    check_module_list,
+    check_optional_positive_int,
+    check_optional_positive_number,
+    check_str_dict,
+)
+from pywren_deferrable.results import (
+    aclean_job,
+    afailure_report,
+    afetch_results,
+    result_locations,
+    run_sync,
+)
+from pywren_deferrable.submit import JobSpec, submit
+from pywren_deferrable.triggers.job import (
+    DEFAULT_POLL_INTERVAL,
+    EVENT_FAILED,
+    EVENT_STATUSES,
+    EVENT_SUCCESS,
+    PyWrenJobTrigger,
+)
+
+DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
+
+
+class PyWrenBaseOperator(BaseOperator):
+    """Base of the PyWren operators: the seed's inherited parameters plus deferral.
+
+    :param lithops_conn_id: Airflow Connection (type ``lithops``) holding the Lithops config.
+    :param pywren_executor_config: Lithops config overrides for this task, as config
+        sections (``{"code_engine": {...}}``) or flat executor keys (``{"runtime": ...}``).
+    :param wait_for_result: wait for the job to end (``False``: return its JobRef at once).
+    :param fetch_result: download the results (``False``: return where they are).
+    :param clean_data: delete the job's objects from storage once the task is done.
+    :param extra_env: environment variables for the functions.
+    :param runtime_memory: memory of each function, in MB.
+    :param timeout: how long each function may run, in seconds (Lithops' default if None).
+    :param include_modules: modules to pickle with the function.
+    :param exclude_modules: modules not to pickle with the function.
+    :param job_timeout: how long the whole job may take, in seconds, before the task
+        fails with a timeout (None: no limit besides the functions' own ``timeout``).
+    :param poll_interval: the longest pause between status polls, in seconds.
+    :param fail_fast: fail as soon as one call fails instead of waiting for all.
+    :param deferrable: free the worker slot while the job runs (the point of this
+        provider); ``False`` waits on the worker like the seed plugin did.
+    """
+
+    template_fields: Sequence[str] = ("pywren_executor_config", "extra_env")
+    ui_color = "#a8d5f7"
+    call_type = "map"
+
+    def __init__(
+        self,
+        *,
+        lithops_conn_id: str = LithopsHook.default_conn_name,
+        pywren_executor_config: dict[str, Any] | None = None,
+        wait_for_result: bool = True,
+        fetch_result: bool = True,
+        clean_data: bool = False,
+        extra_env: dict[str, str] | None = None,
+        runtime_memory: int | None = DEFAULT_RUNTIME_MEMORY,
+        timeout: int | None = None,
+        include_modules: list[str] | None = None,
+        exclude_modules: list[str] | None = None,
+        job_timeout: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        fail_fast: bool = True,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(lithops_conn_id, str) or not lithops_conn_id:
+            raise TypeError(f"lithops_conn_id must be a non-empty str, got {lithops_conn_id!r}")
+        if pywren_executor_config is not None and not isinstance(pywren_executor_config, dict):
+            raise TypeError(
+                f"pywren_executor_config must be a dict, got {type(pywren_executor_config).__name__}"
+            )
+        # Built once here so that an unknown backend name fails at parse time.
+        build_lithops_config({}, overrides=pywren_executor_config)
+        self.lithops_conn_id = lithops_conn_id
+        self.pywren_executor_config = dict(pywren_executor_config or {})
+        self.wait_for_result = bool(wait_for_result)
+        self.fetch_result = bool(fetch_result)
+        self.clean_data = bool(clean_data)
+        self.extra_env = check_str_dict("extra_env", extra_env)
+        self.runtime_memory = check_optional_positive_int("runtime_memory", runtime_memory)
+        self.timeout = check_optional_positive_int("timeout", timeout)
+        self.include_modules = check_module_list("include_modules", include_modules)
+        self.exclude_modules = check_module_list("exclude_modules", exclude_modules)
+        self.job_timeout = check_optional_positive_number("job_timeout", job_timeout)
+        self.poll_interval = (
+            check_optional_positive_number("poll_interval", poll_interval) or DEFAULT_POLL_INTERVAL
+        )
+        self.fail_fast = bool(fail_fast)
+        self.deferrable = bool(deferrable)
+
+    # -- what to run ------------------------------------------------------------------
+    def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
+        """The job to submit. Subclasses implement this."""
+        raise NotImplementedError
+
+    def common_options(self) -> dict[str, Any]:
+        """Lithops keyword arguments every call type takes."""
+        options: dict[str, Any] = {
+            "extra_env": self.extra_env,
+            "timeout": self.timeout,
+            "include_modules": self.include_modules if self.include_modules is not None else [],
+            "exclude_modules": self.exclude_modules if self.exclude_modules is not None else [],
+        }
+        return options
+
+    def executor_overrides(self) -> dict[str, Any]:
+        """Config overrides this operator adds to ``pywren_executor_config``."""
+        return dict(self.pywren_executor_config)
+
+    # -- the flow ---------------------------------------------------------------------
+    def _hook(self) -> LithopsHook:
+        return LithopsHook(lithops_conn_id=self.lithops_conn_id, executor_config=self.executor_overrides())
+
+    def _deadline(self) -> float | None:
+        return time.time() + self.job_timeout if self.job_timeout else None
+
+    def _trigger(self, job: JobRef, deadline: float | None) -> PyWrenJobTrigger:
+        return PyWrenJobTrigger(
+            job=job.to_dict(),
+            lithops_conn_id=self.lithops_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            fail_fast=self.fail_fast,
+        )
+
+    def _runner_name(self, context: Any) -> str:
+        ti = context.get("ti") if hasattr(context, "get") else None
+        parts = [getattr(ti, "dag_id", None) or "dag", self.task_id]
+        return ".".join(str(p) for p in parts)
+
+    def execute(self, context: Any) -> Any:
+        hook = self._hook()
+        config = hook.get_config()
+        spec = self.build_spec(context, config)
+        deadline = self._deadline()
+        job = submit(spec, deadline=deadline, name=self._runner_name(context))
+        self.log.info(
+            "Submitted Lithops executor %s jobs %s: %d calls (storage %s://%s)",
+            job.executor_id,
+            ",".join(job.job_ids),
+            job.calls,
+            job.storage.kind,
+            job.storage.bucket,
+        )
+        if job.runner_log:
+            self.log.info("Local job hosted by runner pid %s, log: %s", job.runner_pid, job.runner_log)
+        if not self.wait_for_result:
+            return job.to_dict()
+        trigger = self._trigger(job, deadline)
+        if not self.deferrable:
+            return self.execute_complete(context, self._wait_here(trigger))
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+    def _wait_here(self, trigger: PyWrenJobTrigger) -> dict[str, Any]:
+        """Run the trigger's poll loop on the worker (``deferrable=False``): same events."""
+
+        async def first_event() -> dict[str, Any]:
+            async for event in trigger.run():
+                return dict(event.payload)
+            raise AirflowException("the trigger ended without an event")
+
+        return run_sync(first_event)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: fetch results or fail with the remote errors."""
+        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+            raise AirflowException(f"unexpected trigger event: {event!r:.300}")
+        job = JobRef.from_dict(event["job"])
+        status = event["status"]
+        hook = self._hook()
+        config = hook.get_config()
+
+        async def finish() -> Any:
+            async with hook.status_source_from_config(job.storage, config) as source:
+                try:
+                    if status == EVENT_SUCCESS:
+                        if not self.fetch_result:
+                            return [loc.__dict__ for loc in result_locations(job)]
+                        return await afetch_results(source, job)
+                    if status == EVENT_FAILED:
+                        report = await afailure_report(source, job, event.get("failed_calls") or {})
+                        raise AirflowException(f"Lithops job failed: {event.get('message')}\n{report}")
+                    raise AirflowException(f"Lithops job {status}: {event.get('message')}")
+                finally:
+                    if self.clean_data:
+                        deleted = await aclean_job(source, job)
+                        self.log.info("clean_data: deleted %d objects of job %s", deleted, job.executor_id)
+
+        self.log.info("Job %s: %s", job.executor_id, event.get("message"))
+        results = run_sync(finish)
+        return self.shape_results(results)
+
+    def shape_results(self, results: Any) -> Any:
+        """Turn the list of call results into the task's return value."""
+        return results

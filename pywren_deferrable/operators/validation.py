@@ -1,0 +1,97 @@
+"""Constructor-time argument checks shared by the operators.
+
+Each check raises ``TypeError`` or ``ValueError`` naming the parameter and what was
+wrong, at DAG-parse time, without touching the network. Values that Airflow renders
+later (XComArg, Jinja strings) are let through here and checked again at execute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from airflow.sdk.definitions._internal.mixins import ResolveMixin
+
+
+def is_deferred_value(value: Any) -> bool:
+    """True for values Airflow fills in at run time: XComArg, ``.output``, Jinja strings."""
+    return isinstance(value, ResolveMixin) or (isinstance(value, str) and "{{" in value)
+
+
+def check_callable(name: str, value: Any) -> Callable[..., Any]:
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable (a function), got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def check_optional_positive_int(name: str, value: Any, *, minimum: int = 1) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r:.80}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_optional_positive_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}: {value!r:.80}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+def check_str_dict(name: str, value: Any) -> dict[str, str] | None:
+    if value is None or is_deferred_value(value):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict of str to str, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{name} must map str to str; {key!r}: {item!r:.80} is not")
+    return dict(value)
+
+
+def check_module_list(name: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError(f"{name} must be a list of module names, got {type(value).__name__}")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise TypeError(f"{name} must hold module names (non-empty str), got {item!r:.80}")
+    return list(value)
+
+
+def check_iterdata(name: str, value: Any) -> Any:
+    """A map's input: a non-empty iterable of call inputs (not a bare string or dict)."""
+    if is_deferred_value(value):
+        return value
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{name} must be a list of call inputs, got a bare {type(value).__name__}; "
+            f"write [{value!r:.60}] for one call"
+        )
+    if isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a list of call inputs, got a dict; write [{{...}}] for one call")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of call inputs, got {type(value).__name__}")
+    items = list(value)
+    if not items:
+        raise ValueError(f"{name} is empty: a map needs at least one input")
+    return items
+
+
+def check_extra_params(name: str, value: Any) -> dict[str, Any] | tuple[Any, ...] | None:
+    if value is None or is_deferred_value(value):
+        return value
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{name} keys must be argument names (str)")
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise TypeError(f"{name} must be a dict of keyword arguments (or a tuple), got {type(value).__name__}")

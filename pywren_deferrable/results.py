@@ -1,0 +1,165 @@
+"""Fetch a finished job's results, describe its failures, and clean its objects.
+
+Runs on the worker when the task resumes. One listing of the result job's prefix, then
+the ``status.json`` (and, for results of 8 KiB or more, ``output.pickle``) of every
+call concurrently over one shared aiobotocore client. Results are unpickled only from
+the job's own keys; inline results are parsed with ``ast.literal_eval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pywren_deferrable.call_status import CallStatus, parse_status
+from pywren_deferrable.job import (
+    JobRef,
+    call_id,
+    is_key_owned_by_job,
+    output_key,
+    status_key,
+)
+from pywren_deferrable.triggers.status import StatusSource
+
+DEFAULT_FETCH_CONCURRENCY = 64
+T = TypeVar("T")
+
+
+class JobFailedError(RuntimeError):
+    """One or more calls of the job raised; the message carries the remote tracebacks."""
+
+
+class ResultMissingError(RuntimeError):
+    """A call reported success but its status or output object is missing."""
+
+
+@dataclass(frozen=True)
+class ResultLocation:
+    """Where a call's result lives (for ``fetch_result=False``)."""
+
+    bucket: str
+    status_key: str
+    output_key: str | None
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even if this thread has a loop running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as err:
+            box["error"] = err
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _bounded(semaphore: asyncio.Semaphore, awaitable: Awaitable[T]) -> T:
+    async with semaphore:
+        return await awaitable
+
+
+async def read_statuses(
+    source: StatusSource, job: JobRef, job_id: str, calls: list[str], concurrency: int
+) -> list[CallStatus]:
+    """Read and parse ``status.json`` of ``calls`` of ``job_id``, in that order."""
+    semaphore = asyncio.Semaphore(concurrency)
+    raws = await asyncio.gather(
+        *(_bounded(semaphore, source.get(status_key(job.executor_id, job_id, c))) for c in calls)
+    )
+    statuses = []
+    for call, raw in zip(calls, raws, strict=True):
+        if raw is None:
+            raise ResultMissingError(f"job {job_id}: call {call} has no status.json (was it cleaned?)")
+        statuses.append(parse_status(raw, call))
+    return statuses
+
+
+def describe_failures(job_id: str, failed: list[CallStatus], limit: int = 5) -> str:
+    """A readable error: the failed call ids and the first remote tracebacks."""
+    ids = ", ".join(s.call_id for s in failed[:50]) + (" ..." if len(failed) > 50 else "")
+    parts = [f"{len(failed)} call(s) of job {job_id} failed: {ids}"]
+    for status in failed[:limit]:
+        parts.append(f"--- call {status.call_id}: {status.error}\n{status.traceback or '(no traceback)'}")
+    return "\n".join(parts)
+
+
+async def afetch_results(
+    source: StatusSource, job: JobRef, *, concurrency: int = DEFAULT_FETCH_CONCURRENCY
+) -> list[Any]:
+    """The results of every call of the job's last job, in call order.
+
+    :raises JobFailedError: when any call raised (with the remote tracebacks).
+    """
+    job_id = job.result_job_id
+    calls = [call_id(i) for i in range(job.total_calls[job_id])]
+    statuses = await read_statuses(source, job, job_id, calls, concurrency)
+    failed = [s for s in statuses if s.failed]
+    if failed:
+        raise JobFailedError(describe_failures(job_id, failed))
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def load(status: CallStatus) -> Any:
+        if status.inline_result is not None:
+            return pickle.loads(status.inline_result)
+        if not status.has_output_object:
+            return None  # the function returned nothing Lithops stored (None)
+        raw = await _bounded(semaphore, source.get(output_key(job.executor_id, job_id, status.call_id)))
+        if raw is None:
+            raise ResultMissingError(f"job {job_id}: call {status.call_id} has no output.pickle")
+        return pickle.loads(raw)
+
+    return list(await asyncio.gather(*(load(s) for s in statuses)))
+
+
+async def afailure_report(
+    source: StatusSource, job: JobRef, failed_calls: dict[str, list[str]], *, concurrency: int = 16
+) -> str:
+    """Read the statuses of the failed calls and describe them with their tracebacks."""
+    parts = []
+    for job_id, calls in failed_calls.items():
+        statuses = await read_statuses(source, job, job_id, list(calls)[:20], concurrency)
+        parts.append(describe_failures(job_id, [s for s in statuses if s.failed] or statuses))
+    return "\n".join(parts)
+
+
+def result_locations(job: JobRef) -> list[ResultLocation]:
+    """Where each result of the job's last job lives, without downloading anything."""
+    job_id = job.result_job_id
+    return [
+        ResultLocation(
+            bucket=job.storage.bucket,
+            status_key=status_key(job.executor_id, job_id, call_id(i)),
+            output_key=output_key(job.executor_id, job_id, call_id(i)),
+        )
+        for i in range(job.total_calls[job_id])
+    ]
+
+
+async def aclean_job(source: StatusSource, job: JobRef) -> int:
+    """Delete every object under the job's own prefixes; return how many.
+
+    Each listed key is checked again against the job's prefixes before deletion, so a
+    storage that ignored the prefix (or a bug here) still cannot delete anything else.
+    """
+    keys: list[str] = []
+    for prefix in job.prefixes():
+        async for page in source.list_keys(prefix):
+            keys.extend(k for k in page if is_key_owned_by_job(k, job.executor_id, list(job.job_ids)))
+    if not keys:
+        return 0
+    return await source.delete(keys)

@@ -1,0 +1,1 @@
+"""sensors of pywren_deferrable."""

@@ -1,0 +1,239 @@
+"""Hand a job to Lithops so that the task can defer without losing a single call.
+
+Two ways, chosen by the compute backend:
+
+* **In process** (FaaS and batch cloud backends). After ``map()`` returns, Lithops'
+  FaaS invoker may still be invoking calls on a thread pool, and keeps the calls
+  beyond ``max_workers`` in an in-process queue fed by its local monitor: deferring
+  then would lose them. So we wait until that queue is empty and the invoke pool has
+  finished (immediately true with the backend's ``remote_invoker``, the seed's
+  ``remote_invocation``), and only then defer.
+* **Detached runner** (the ``localhost`` backend). Lithops runs localhost calls in
+  child processes of the submitting process, which therefore cannot exit until the
+  job ends. A detached process (``python -m pywren_deferrable.runner``, its own
+  session, output in a log file) submits and hosts the job instead, reports the job
+  ids back through a small JSON file, and the task defers as soon as they arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from pywren_deferrable.config import storage_location
+from pywren_deferrable.job import JobRef
+
+log = logging.getLogger(__name__)
+
+CALL_TYPES = ("call_async", "map", "map_reduce")
+DEFAULT_SUBMIT_TIMEOUT = 600.0
+RUNNER_DIR_ENV = "PYWREN_DEFERRABLE_RUNNER_DIR"
+
+
+class SubmitError(RuntimeError):
+    """The job could not be handed to the compute backend."""
+
+
+@dataclass
+class JobSpec:
+    """What to run: everything ``FunctionExecutor`` needs, and nothing Airflow.
+
+    :param call_type: ``call_async``, ``map`` or ``map_reduce``.
+    :param function: the (map) function.
+    :param iterdata: the map iterdata, or the ``data`` of a ``call_async``.
+    :param reduce_function: the reduce function of a ``map_reduce``.
+    :param options: keyword arguments for the Lithops call (``extra_args``...).
+    :param config: the Lithops config (holds credentials: never logged or XCom'd).
+    """
+
+    call_type: str
+    function: Callable[..., Any]
+    iterdata: Any
+    config: dict[str, Any]
+    reduce_function: Callable[..., Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.call_type not in CALL_TYPES:
+            raise ValueError(f"call_type must be one of {CALL_TYPES}, got {self.call_type!r}")
+
+    def __repr__(self) -> str:  # the config holds secrets
+        return f"JobSpec(call_type={self.call_type!r}, function={getattr(self.function, '__name__', '?')})"
+
+
+def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
+    """Submit ``spec`` on a Lithops ``FunctionExecutor``; return the futures of every job."""
+    if spec.call_type == "call_async":
+        return [fexec.call_async(spec.function, spec.iterdata, **spec.options)]
+    if spec.call_type == "map":
+        return list(fexec.map(spec.function, spec.iterdata, **spec.options))
+    return list(fexec.map_reduce(spec.function, spec.iterdata, spec.reduce_function, **spec.options))
+
+
+def job_summary(fexec: Any, futures: list[Any]) -> dict[str, Any]:
+    """The JSON-able ids and counts of the jobs behind ``futures``."""
+    import lithops
+
+    total_calls: dict[str, int] = {}
+    for future in futures:
+        total_calls[future.job_id] = total_calls.get(future.job_id, 0) + 1
+    # Map jobs before reduce jobs: the order in which they finish.
+    job_ids = sorted(total_calls, key=lambda j: ("AMR".index(j[0]), j))
+    return {
+        "executor_id": fexec.executor_id,
+        "job_ids": job_ids,
+        "total_calls": total_calls,
+        "lithops_version": lithops.__version__,
+    }
+
+
+def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> None:
+    """Block until every call of the executor has been handed to the FaaS backend.
+
+    Lithops' FaaS invoker keeps calls beyond ``max_workers`` in ``pending_calls_q``
+    and invokes them as its local monitor sees calls finish; those would be lost if
+    the process exited. With the remote invoker there is nothing pending.
+    """
+    invoker = fexec.invoker
+    pending_q = getattr(invoker, "pending_calls_q", None)
+    deadline = time.monotonic() + timeout
+    warned = False
+    while pending_q is not None and not pending_q.empty():
+        if not warned:
+            log.warning(
+                "%d call chunks are waiting for a free worker slot in this process; the task "
+                "waits here until they are invoked (set remote_invocation=True to defer at once)",
+                pending_q.qsize(),
+            )
+            warned = True
+        if time.monotonic() > deadline:
+            raise SubmitError(
+                f"calls were still queued for invocation after {timeout:.0f}s; deferring now would "
+                "lose them. Use remote_invocation=True (the backend's remote_invoker) for large jobs"
+            )
+        time.sleep(poll)
+    pool = getattr(invoker, "executor", None)
+    if pool is not None:
+        pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
+
+
+def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT) -> JobRef:
+    """Submit on a cloud backend from this process, and return once every call is out."""
+    import lithops
+
+    fexec = lithops.FunctionExecutor(config=spec.config)
+    futures = run_on_executor(fexec, spec)
+    wait_until_dispatched(fexec, timeout=timeout)
+    fexec.job_monitor.stop()
+    summary = job_summary(fexec, futures)
+    return JobRef(
+        executor_id=summary["executor_id"],
+        job_ids=tuple(summary["job_ids"]),
+        total_calls=summary["total_calls"],
+        storage=storage_location(spec.config),
+        call_type=spec.call_type,
+        lithops_version=summary["lithops_version"],
+    )
+
+
+def runner_dir() -> str:
+    """A private directory for runner specs, handshakes and logs."""
+    path = os.environ.get(RUNNER_DIR_ENV) or os.path.join(tempfile.gettempdir(), "pywren-deferrable-runners")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _tail(path: str, limit: int = 4000) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()[-limit:]
+    except OSError:
+        return "(no runner log)"
+
+
+def submit_detached(
+    spec: JobSpec, *, deadline: float | None, timeout: float = DEFAULT_SUBMIT_TIMEOUT, name: str = "job"
+) -> JobRef:
+    """Submit a ``localhost`` job from a detached runner process that hosts it.
+
+    :param deadline: epoch seconds after which the runner stops the job, if any.
+    :param timeout: how long to wait for the runner to report the job ids.
+    :param name: a label for the runner's files (the task id, say).
+    """
+    directory = runner_dir()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    fd, spec_path = tempfile.mkstemp(prefix=f"{safe}-", suffix=".spec", dir=directory)
+    base = spec_path[: -len(".spec")]
+    handshake_path, log_path = base + ".json", base + ".log"
+    with os.fdopen(fd, "wb") as handle:  # mkstemp made it 0600: the config holds secrets
+        cloudpickle.dump({"spec": spec, "deadline": deadline}, handle)
+    # The runner must import what the task could import (the DAG folder, plugins...).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pywren_deferrable.runner", spec_path, handshake_path],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the task and its process group
+            close_fds=True,
+            env=env,
+        )
+    give_up = time.monotonic() + timeout
+    while not os.path.exists(handshake_path):
+        if process.poll() is not None:
+            _remove_quietly(spec_path)
+            raise SubmitError(
+                f"the Lithops runner exited with code {process.returncode} before submitting the job; "
+                f"its log ({log_path}) ends with:\n{_tail(log_path)}"
+            )
+        if time.monotonic() > give_up:
+            process.kill()
+            _remove_quietly(spec_path)
+            raise SubmitError(
+                f"the Lithops runner did not submit the job within {timeout:.0f}s; see {log_path}"
+            )
+        time.sleep(0.05)
+    with open(handshake_path, encoding="utf-8") as handle:
+        summary = json.load(handle)
+    os.remove(handshake_path)
+    if "error" in summary:
+        raise SubmitError(f"Lithops refused the job: {summary['error']}\n(runner log: {log_path})")
+    return JobRef(
+        executor_id=summary["executor_id"],
+        job_ids=tuple(summary["job_ids"]),
+        total_calls=summary["total_calls"],
+        storage=storage_location(spec.config),
+        call_type=spec.call_type,
+        lithops_version=summary["lithops_version"],
+        runner_pid=process.pid,
+        runner_log=log_path,
+    )
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def is_localhost(config: dict[str, Any]) -> bool:
+    """True when the config runs functions on this machine (Lithops ``localhost``)."""
+    return bool(config.get("lithops", {}).get("backend") == "localhost")
+
+
+def submit(spec: JobSpec, *, deadline: float | None, name: str = "job") -> JobRef:
+    """Submit ``spec`` the way its backend needs (see the module docstring)."""
+    if is_localhost(spec.config):
+        return submit_detached(spec, deadline=deadline, name=name)
+    return submit_in_process(spec)

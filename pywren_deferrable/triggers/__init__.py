@@ -1,0 +1,1 @@
+"""triggers of pywren_deferrable."""

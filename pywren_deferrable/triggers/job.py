@@ -1,0 +1,184 @@
+"""PyWrenJobTrigger: waits in the triggerer for a Lithops job to finish, fail or time out.
+
+It only polls: it reads the job's status objects, never submits or deletes anything,
+so running it twice (triggerer HA) or restarting it is harmless. It never imports
+Lithops and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import ClientError as AiohttpClientError
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pywren_deferrable.hooks.lithops import LithopsHook
+from pywren_deferrable.job import JobRef
+from pywren_deferrable.triggers.poll import JobPoller, PollResult
+
+DEFAULT_POLL_INTERVAL = 10.0
+MIN_POLL_INTERVAL = 0.5
+DEFAULT_MAX_OUTAGE = 300.0
+BACKOFF_FACTOR = 1.5
+# S3 error codes that mean "try again later", not "you are wrong".
+TRANSIENT_S3_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable", "InternalError"}
+)
+
+EVENT_SUCCESS = "success"
+EVENT_FAILED = "failed"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+EVENT_STATUSES = (EVENT_SUCCESS, EVENT_FAILED, EVENT_TIMEOUT, EVENT_ERROR)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for storage errors worth retrying (throttling, 5xx, connection trouble)."""
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in TRANSIENT_S3_CODES or int(status) >= 500
+    return isinstance(err, BotoCoreError | AiohttpClientError | OSError | asyncio.TimeoutError)
+
+
+class PyWrenJobTrigger(BaseTrigger):
+    """Polls a Lithops job's status objects and fires one event when it ends.
+
+    Events (``event["status"]``): ``success``; ``failed`` (``failed_calls`` maps job
+    ids to failed call ids, ``error`` is the first remote error, one line);
+    ``timeout`` (the deadline passed; ``done``/``total`` say how far it got);
+    ``error`` (storage unreachable for longer than ``max_outage`` seconds).
+
+    :param job: the :class:`JobRef`, as a dict.
+    :param lithops_conn_id: the Connection that holds the storage credentials.
+    :param poll_interval: the longest pause between polls, in seconds; polls come
+        faster (down to 0.5 s) while calls are finishing.
+    :param deadline: epoch seconds after which a ``timeout`` event fires; ``None``
+        waits forever.
+    :param fail_fast: fire ``failed`` at the first failed call instead of waiting
+        for every call to end.
+    :param max_outage: how long storage may be unreachable before giving up.
+    """
+
+    def __init__(
+        self,
+        *,
+        job: dict[str, Any],
+        lithops_conn_id: str = LithopsHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        deadline: float | None = None,
+        fail_fast: bool = True,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
+    ) -> None:
+        super().__init__()
+        self.job = JobRef.from_dict(job)  # validate before anything is polled
+        self.lithops_conn_id = lithops_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.fail_fast = fail_fast
+        self.max_outage = float(max_outage)
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "job": self.job.to_dict(),
+                "lithops_conn_id": self.lithops_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "fail_fast": self.fail_fast,
+                "max_outage": self.max_outage,
+            },
+        )
+
+    def _event(self, status: str, result: PollResult | None, message: str, **extra: Any) -> TriggerEvent:
+        payload: dict[str, Any] = {
+            "status": status,
+            "message": message,
+            "job": self.job.to_dict(),
+            "done": result.done if result else 0,
+            "total": self.job.calls,
+        }
+        payload.update(extra)
+        return TriggerEvent(payload)
+
+    def _failed_event(self, result: PollResult) -> TriggerEvent:
+        failed = result.failed
+        first = next(iter(next(iter(failed.values())).values()))
+        calls = {job_id: sorted(statuses) for job_id, statuses in failed.items()}
+        listing = ", ".join(f"{job_id}/{c}" for job_id, ids in calls.items() for c in ids[:20])
+        count = sum(len(ids) for ids in calls.values())
+        return self._event(
+            EVENT_FAILED,
+            result,
+            f"{count} call(s) failed ({listing}); first error: {first.error}",
+            failed_calls=calls,
+            error=first.error,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event is yielded only after the storage client is released: a consumer
+        # that stops iterating after the first event (as Airflow does) would otherwise
+        # leave the client's context suspended inside an abandoned generator.
+        event = await self.wait_for_event()
+        yield event
+
+    async def wait_for_event(self) -> TriggerEvent:
+        """Poll until the job ends, fails, times out or storage stays unreachable."""
+        hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
+        poller = JobPoller(self.job)
+        interval = min(MIN_POLL_INTERVAL, self.poll_interval)
+        last_summary = ""
+        outage_since: float | None = None
+        result: PollResult | None = None
+        async with hook.astatus_source(self.job.storage) as source:
+            while True:
+                try:
+                    result = await poller.poll(source)
+                    if outage_since is not None:
+                        self.log.info("storage reachable again after %.0fs", time.monotonic() - outage_since)
+                    outage_since = None
+                except Exception as err:
+                    if not is_transient(err):
+                        raise
+                    now = time.monotonic()
+                    outage_since = outage_since or now
+                    if now - outage_since > self.max_outage:
+                        return self._event(
+                            EVENT_ERROR,
+                            result,
+                            f"storage unreachable for more than {self.max_outage:.0f}s (max_outage): {err}",
+                        )
+                    self.log.warning("storage error (retrying): %s", err)
+                    interval = min(max(interval, 1.0) * BACKOFF_FACTOR * 1.5, max(self.poll_interval, 5.0))
+                    await asyncio.sleep(interval)
+                    continue
+
+                summary = result.summary()
+                if summary != last_summary:
+                    self.log.info("%s", summary)
+                    last_summary = summary
+                if result.failed and (self.fail_fast or result.complete):
+                    return self._failed_event(result)
+                if result.complete:
+                    return self._event(EVENT_SUCCESS, result, f"all {result.total} calls done")
+                if self.deadline is not None and time.time() >= self.deadline:
+                    return self._event(
+                        EVENT_TIMEOUT,
+                        result,
+                        f"deadline passed with {result.done}/{result.total} calls done",
+                    )
+                # Fast while calls are finishing, backing off to poll_interval when idle.
+                if result.new_done:
+                    interval = min(MIN_POLL_INTERVAL, self.poll_interval)
+                else:
+                    interval = min(interval * BACKOFF_FACTOR, self.poll_interval)
+                if self.deadline is not None:
+                    interval = max(0.0, min(interval, self.deadline - time.time()))
+                await asyncio.sleep(interval)

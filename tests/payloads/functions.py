@@ -1,0 +1,29 @@
+"""Functions the tests run on Lithops."""
+
+from __future__ import annotations
+
+import time
+
+
+def add(x, y=0):
+    return x + y
+
+
+def fail_on(x, bad=3):
+    if x == bad:
+        raise ValueError(f"boom on {x}")
+    return x
+
+
+def sleep_then(x, seconds=1.0):
+    time.sleep(seconds)
+    return x
+
+
+def big_result(x, size=20000):
+    """A result larger than Lithops' 8 KiB inline limit: it goes to output.pickle."""
+    return str(x) * size
+
+
+def nothing(x):
+    return None
