@@ -20,6 +20,8 @@ from typing import Any
 # A runaway log must not cost the triggerer memory: decompress at most this much.
 MAX_LOG_BYTES = 256 * 1024
 MAX_ERROR_CHARS = 300
+# Lithops inlines results under 8 KiB of pickle; their repr() is at most ~4x that.
+MAX_INLINE_RESULT_CHARS = 1024 * 1024
 _EXCEPTION_START = "EXCEPTION !"
 _SECTION_RULE = "-" * 20
 
@@ -52,14 +54,14 @@ class CallStatus:
 
 def decode_logs(encoded: str | None, limit: int = MAX_LOG_BYTES) -> str | None:
     """Decode a status ``logs`` field (base64 of zlib), at most ``limit`` bytes of text."""
-    if not encoded:
+    if not encoded or not isinstance(encoded, str):
         return None
     try:
         compressed = base64.b64decode(encoded, validate=False)
         text = zlib.decompressobj().decompress(compressed, limit)
     except (binascii.Error, zlib.error, ValueError):
         return None
-    return text.decode("utf-8", errors="replace")
+    return text.decode("utf-8", errors="replace") or None
 
 
 def extract_traceback(log_text: str | None) -> str | None:
@@ -88,11 +90,11 @@ def summarize_traceback(traceback: str | None) -> str | None:
 def _literal_bytes(field: str, value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > MAX_INLINE_RESULT_CHARS:
         raise StatusParseError(f"status field {field!r} is not a bytes literal")
     try:
         parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError) as err:
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as err:
         raise StatusParseError(f"status field {field!r} is not a bytes literal") from err
     if not isinstance(parsed, bytes):
         raise StatusParseError(f"status field {field!r} is not a bytes literal")
@@ -116,6 +118,8 @@ def parse_status(raw: bytes | str, call_id: str) -> CallStatus:
     if not failed and data.get("result") is not None:
         inline = _literal_bytes("result", data["result"])
     size = data.get("func_result_size") or 0
+    if isinstance(size, bool) or not isinstance(size, int | float):
+        raise StatusParseError(f"status of call {call_id}: func_result_size is not a number")
     start = data.get("worker_start_tstamp")
     return CallStatus(
         call_id=call_id,

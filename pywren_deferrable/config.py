@@ -152,6 +152,7 @@ def build_lithops_config(
     if not isinstance(lithops_section, dict):
         raise TypeError("the 'lithops' section of the config must be a dict")
 
+    validate_backend_names(config)
     backend = lithops_section.setdefault("backend", "localhost")
     if backend == "localhost":
         lithops_section.setdefault("mode", "localhost")
@@ -159,7 +160,6 @@ def build_lithops_config(
     storage = lithops_section.get("storage")
     if storage is None:
         raise ValueError("the Lithops config names no storage backend: set extra['lithops']['storage']")
-    validate_backend_names(config)
 
     if flat_backend:
         config[backend] = deep_merge(config.get(backend) or {}, flat_backend)

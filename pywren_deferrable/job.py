@@ -89,17 +89,27 @@ def output_key(executor_id: str, job_id: str, call: str) -> str:
     return f"{call_prefix(executor_id, job_id, call)}{OUTPUT_SUFFIX}"
 
 
-def list_start_after(executor_id: str, job_id: str, done_through: int) -> str:
-    """The ``StartAfter`` key that skips every call up to and including ``done_through``.
+def list_start_after(executor_id: str, job_id: str, last_done_call: str | None) -> str:
+    """The ``StartAfter`` key that skips ``last_done_call`` and every call listed before it.
 
     ``<prefix><call_id>/~`` sorts after every object of that call (``~`` sorts after
     the hex digits, digits, dots and lowercase letters Lithops uses in object names)
-    and before every object of the next call, so a listing that starts there returns
-    only calls that are not known to be finished yet.
+    and before every object of the call listed next (see :func:`calls_in_listing_order`).
     """
-    if done_through < 0:
+    if last_done_call is None:
         return ""
-    return f"{call_prefix(executor_id, job_id, call_id(done_through))}~"
+    return f"{call_prefix(executor_id, job_id, last_done_call)}~"
+
+
+def calls_in_listing_order(total: int) -> list[str]:
+    """The call ids of a job of ``total`` calls, in the order S3 lists their keys.
+
+    That is numeric order up to 100,000 calls. Beyond, Lithops' ids grow to six digits
+    and sort among the five-digit ones (``"100000"`` between ``"10000"`` and ``"10001"``),
+    since ``/`` sorts before every digit; a watermark in numeric order would then skip them.
+    """
+    ids = [call_id(i) for i in range(total)]
+    return ids if total <= 100_000 else sorted(ids)
 
 
 @dataclass(frozen=True)
@@ -200,7 +210,7 @@ class JobRef:
         for job_id in self.job_ids:
             validate_job_id(job_id)
             count = self.total_calls.get(job_id)
-            if not isinstance(count, int) or count < 1:
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"total_calls[{job_id!r}] must be a positive int, got {count!r}")
 
     @property

@@ -66,3 +66,9 @@ def airflow_db() -> str:
         stderr=subprocess.PIPE,
     )
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def example_dags() -> str:
+    """The example DAG folder."""
+    return str(EXAMPLE_DAGS)

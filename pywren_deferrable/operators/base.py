@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from pywren_deferrable.config import build_lithops_config
+from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.operators.validation import (
@@ -90,14 +90,16 @@ class PyWrenBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(lithops_conn_id, str) or not lithops_conn_id:
-            raise TypeError(f"lithops_conn_id must be a non-empty str, got {lithops_conn_id!r}")
-        if pywren_executor_config is not None and not isinstance(pywren_executor_config, dict):
-            raise TypeError(
-                f"pywren_executor_config must be a dict, got {type(pywren_executor_config).__name__}"
-            )
-        # Built once here so that an unknown backend name fails at parse time.
-        build_lithops_config({}, overrides=pywren_executor_config)
+        if not isinstance(lithops_conn_id, str):
+            raise TypeError(f"lithops_conn_id must be a str, got {type(lithops_conn_id).__name__}")
+        if not lithops_conn_id:
+            raise ValueError("lithops_conn_id must not be empty")
+        # The overrides alone are checked here (the Connection is read at execute), so that
+        # a malformed section or an unknown backend name fails at parse time.
+        try:
+            validate_backend_names(normalize_overrides(pywren_executor_config))
+        except ValueError as err:
+            raise ValueError(f"pywren_executor_config: {err}") from err
         self.lithops_conn_id = lithops_conn_id
         self.pywren_executor_config = dict(pywren_executor_config or {})
         self.wait_for_result = bool(wait_for_result)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pywren_deferrable.call_status import CallStatus, StatusParseError, parse_status
 from pywren_deferrable.job import (
     JobRef,
-    call_id,
+    calls_in_listing_order,
     job_prefix,
     list_start_after,
     parse_job_object_key,
@@ -35,14 +35,24 @@ class JobProgress:
     started: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     failed: dict[str, CallStatus] = field(default_factory=dict)
-    watermark: int = -1  # every call with index <= watermark is done
+    # Every call up to order[watermark] (in listing order) is done.
+    watermark: int = -1
+    order: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.order = calls_in_listing_order(self.total)
 
     @property
     def complete(self) -> bool:
         return len(self.done) >= self.total
 
+    @property
+    def last_done_call(self) -> str | None:
+        """The call the next listing starts after, if any."""
+        return self.order[self.watermark] if self.watermark >= 0 else None
+
     def advance_watermark(self) -> None:
-        while self.watermark + 1 < self.total and call_id(self.watermark + 1) in self.done:
+        while self.watermark + 1 < self.total and self.order[self.watermark + 1] in self.done:
             self.watermark += 1
 
     def summary(self) -> str:
@@ -101,7 +111,7 @@ class JobPoller:
 
     async def _poll_job(self, source: StatusSource, progress: JobProgress) -> int:
         prefix = job_prefix(self.job.executor_id, progress.job_id)
-        start_after = list_start_after(self.job.executor_id, progress.job_id, progress.watermark)
+        start_after = list_start_after(self.job.executor_id, progress.job_id, progress.last_done_call)
         finished: list[str] = []
         async for page in source.list_keys(prefix, start_after):
             for key in page:
