@@ -29,7 +29,17 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from pywren_deferrable.hooks.lithops import LithopsHook as LithopsHook
     from pywren_deferrable.job import JobRef as JobRef
+    from pywren_deferrable.operators.call_async import (
+        IbmPyWrenCallAsyncOperator as IbmPyWrenCallAsyncOperator,
+    )
+    from pywren_deferrable.operators.call_async import PyWrenCallAsyncOperator as PyWrenCallAsyncOperator
+    from pywren_deferrable.operators.map import IbmPyWrenMapOperator as IbmPyWrenMapOperator
     from pywren_deferrable.operators.map import PyWrenMapOperator as PyWrenMapOperator
+    from pywren_deferrable.operators.map_reduce import (
+        IbmPyWrenMapReduceOperator as IbmPyWrenMapReduceOperator,
+    )
+    from pywren_deferrable.operators.map_reduce import PyWrenMapReduceOperator as PyWrenMapReduceOperator
+    from pywren_deferrable.sensors.job import PyWrenJobSensor as PyWrenJobSensor
     from pywren_deferrable.triggers.job import PyWrenJobTrigger as PyWrenJobTrigger
 
 

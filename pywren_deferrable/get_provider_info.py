@@ -23,9 +23,14 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Lithops",
-                "python-modules": ["pywren_deferrable.operators.map"],
+                "python-modules": [
+                    "pywren_deferrable.operators.call_async",
+                    "pywren_deferrable.operators.map",
+                    "pywren_deferrable.operators.map_reduce",
+                ],
             }
         ],
+        "sensors": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.sensors.job"]}],
         "triggers": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.triggers.job"]}],
         "integrations": [
             {

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
@@ -25,21 +24,10 @@ from pywren_deferrable.operators.validation import (
     check_optional_positive_number,
     check_str_dict,
 )
-from pywren_deferrable.results import (
-    aclean_job,
-    afailure_report,
-    afetch_results,
-    result_locations,
-    run_sync,
-)
+from pywren_deferrable.results import run_sync
+from pywren_deferrable.resume import finish_job
 from pywren_deferrable.submit import JobSpec, submit
-from pywren_deferrable.triggers.job import (
-    DEFAULT_POLL_INTERVAL,
-    EVENT_FAILED,
-    EVENT_STATUSES,
-    EVENT_SUCCESS,
-    PyWrenJobTrigger,
-)
+from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
 
@@ -143,13 +131,16 @@ class PyWrenBaseOperator(BaseOperator):
     def _deadline(self) -> float | None:
         return time.time() + self.job_timeout if self.job_timeout else None
 
-    def _trigger(self, job: JobRef, deadline: float | None) -> PyWrenJobTrigger:
+    def _trigger(
+        self, job: JobRef, deadline: float | None, resume_state: dict[str, Any] | None = None
+    ) -> PyWrenJobTrigger:
         return PyWrenJobTrigger(
             job=job.to_dict(),
             lithops_conn_id=self.lithops_conn_id,
             poll_interval=self.poll_interval,
             deadline=deadline,
             fail_fast=self.fail_fast,
+            resume_state=resume_state,
         )
 
     def _runner_name(self, context: Any) -> str:
@@ -158,10 +149,15 @@ class PyWrenBaseOperator(BaseOperator):
         return ".".join(str(p) for p in parts)
 
     def execute(self, context: Any) -> Any:
-        hook = self._hook()
-        config = hook.get_config()
-        spec = self.build_spec(context, config)
+        config = self._hook().get_config()
         deadline = self._deadline()
+        job = self.submit_spec(context, self.build_spec(context, config), deadline)
+        if not self.wait_for_result:
+            return job.to_dict()
+        return self.wait_for_job(context, job, deadline=deadline)
+
+    def submit_spec(self, context: Any, spec: JobSpec, deadline: float | None) -> JobRef:
+        """Hand ``spec`` to Lithops; return once every call is out (see :mod:`..submit`)."""
         job = submit(spec, deadline=deadline, name=self._runner_name(context))
         self.log.info(
             "Submitted Lithops executor %s jobs %s: %d calls (storage %s://%s)",
@@ -173,9 +169,12 @@ class PyWrenBaseOperator(BaseOperator):
         )
         if job.runner_log:
             self.log.info("Local job hosted by runner pid %s, log: %s", job.runner_pid, job.runner_log)
-        if not self.wait_for_result:
-            return job.to_dict()
-        trigger = self._trigger(job, deadline)
+        return job
+
+    def wait_for_job(self, context: Any, job: JobRef, *, deadline: float | None, **state: Any) -> Any:
+        """Defer until ``job`` ends (or, with ``deferrable=False``, wait here), then resume
+        in :meth:`execute_complete`, which finds ``state`` in the event's ``resume_state``."""
+        trigger = self._trigger(job, deadline, {"deadline": deadline, **state})
         if not self.deferrable:
             return self.execute_complete(context, self._wait_here(trigger))
         self.defer(trigger=trigger, method_name="execute_complete")
@@ -184,40 +183,33 @@ class PyWrenBaseOperator(BaseOperator):
         """Run the trigger's poll loop on the worker (``deferrable=False``): same events."""
 
         async def first_event() -> dict[str, Any]:
-            async for event in trigger.run():
-                return dict(event.payload)
-            raise AirflowException("the trigger ended without an event")
+            return dict((await trigger.wait_for_event()).payload)
 
         return run_sync(first_event)
 
+    @staticmethod
+    def resume_state(event: Any) -> dict[str, Any]:
+        """The state :meth:`wait_for_job` left in the trigger event."""
+        state = event.get("resume_state") if isinstance(event, dict) else None
+        return state if isinstance(state, dict) else {}
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: fetch results or fail with the remote errors."""
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise AirflowException(f"unexpected trigger event: {event!r:.300}")
-        job = JobRef.from_dict(event["job"])
-        status = event["status"]
-        hook = self._hook()
-        config = hook.get_config()
+        also_clean = self.resume_state(event).get("also_clean")
+        return self.shape_results(self.finish_job(event, also_clean=also_clean))
 
-        async def finish() -> Any:
-            async with hook.status_source_from_config(job.storage, config) as source:
-                try:
-                    if status == EVENT_SUCCESS:
-                        if not self.fetch_result:
-                            return [loc.__dict__ for loc in result_locations(job)]
-                        return await afetch_results(source, job)
-                    if status == EVENT_FAILED:
-                        report = await afailure_report(source, job, event.get("failed_calls") or {})
-                        raise AirflowException(f"Lithops job failed: {event.get('message')}\n{report}")
-                    raise AirflowException(f"Lithops job {status}: {event.get('message')}")
-                finally:
-                    if self.clean_data:
-                        deleted = await aclean_job(source, job)
-                        self.log.info("clean_data: deleted %d objects of job %s", deleted, job.executor_id)
-
-        self.log.info("Job %s: %s", job.executor_id, event.get("message"))
-        results = run_sync(finish)
-        return self.shape_results(results)
+    def finish_job(
+        self, event: Any, *, fetch: bool | None = None, also_clean: list[dict[str, Any]] | None = None
+    ) -> Any:
+        """See :func:`pywren_deferrable.resume.finish_job`."""
+        return finish_job(
+            self._hook(),
+            event,
+            fetch=self.fetch_result if fetch is None else fetch,
+            clean_data=self.clean_data,
+            also_clean=also_clean,
+            log=self.log,
+        )
 
     def shape_results(self, results: Any) -> Any:
         """Turn the list of call results into the task's return value."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pywren_deferrable.config import S3_STORAGE_BACKENDS
 from pywren_deferrable.operators.base import PyWrenBaseOperator
 from pywren_deferrable.operators.validation import (
     check_callable,
@@ -48,6 +50,54 @@ def bind_iterdata(
     return bound, extra_params
 
 
+# What users write for "the S3 storage of my Connection"; Lithops would read them as
+# AWS S3 and IBM COS specifically (``s3`` -> ``aws_s3``, ``cos`` -> ``ibm_cos``).
+GENERIC_URL_SCHEMES = ("s3", "cos")
+
+
+def rewrite_object_url(url: str, storage_backend: str) -> str:
+    """Point an ``s3://``/``cos://`` URL at the Connection's S3-compatible storage backend.
+
+    :raises ValueError: when the URL names no bucket.
+    """
+    scheme, sep, path = url.partition("://")
+    if not sep:
+        return url
+    if not path or path.startswith("/"):
+        raise ValueError(f"map_iterdata: the object URL {url!r} names no bucket")
+    if scheme in GENERIC_URL_SCHEMES and storage_backend in S3_STORAGE_BACKENDS:
+        return f"{storage_backend}://{path}"
+    return url
+
+
+def rewrite_object_urls(iterdata: list[Any], storage_backend: str) -> list[Any]:
+    """:func:`rewrite_object_url` for every ``obj`` input (a URL string or ``{"obj": url}``)."""
+    rewritten: list[Any] = []
+    for item in iterdata:
+        if isinstance(item, str) and "://" in item:
+            item = rewrite_object_url(item, storage_backend)
+        elif isinstance(item, dict) and isinstance(item.get("obj"), str):
+            item = {**item, "obj": rewrite_object_url(item["obj"], storage_backend)}
+        rewritten.append(item)
+    return rewritten
+
+
+def check_iterdata_from_task(value: Any) -> str | dict[str, str] | None:
+    """A task id (its XCom is the iterdata) or ``{argument: task_id}`` (one call per XCom item)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((name, task_id),) = value.items()
+        if isinstance(name, str) and isinstance(task_id, str) and task_id:
+            return {name: task_id}
+    raise TypeError(
+        "iterdata_from_task must be a task id (str) or a one-entry dict {argument name: task id}, "
+        f"got {value!r:.80}"
+    )
+
+
 class PyWrenMapOperator(PyWrenBaseOperator):
     """Run ``map_function`` once per element of ``map_iterdata`` on serverless functions.
 
@@ -58,7 +108,10 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         ``upstream.output``, or a Jinja string rendering to a list). An element is
         passed as the first argument, a tuple as positional arguments, a dict as
         keyword arguments. ``["s3://bucket/prefix/"]`` maps over a bucket's objects
-        (the function takes ``obj``).
+        (the function takes ``obj``); ``s3://`` and ``cos://`` mean the Connection's storage.
+    :param iterdata_from_task: take the inputs from an upstream task's return value
+        instead: a task id, or ``{"x": task_id}`` to pass each item as argument ``x``.
+        (The seed's misspelling ``iterdata_form_task`` is accepted, with a warning.)
     :param extra_params: extra keyword arguments (dict) or positional arguments
         (tuple) given to every call.
     :param chunk_size: split each storage object into chunks of this many bytes,
@@ -81,7 +134,8 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         self,
         *,
         map_function: Callable[..., Any],
-        map_iterdata: Any,
+        map_iterdata: Any = None,
+        iterdata_from_task: str | dict[str, str] | None = None,
         extra_params: dict[str, Any] | tuple[Any, ...] | None = None,
         chunk_size: int | None = None,
         chunk_n: int | None = None,
@@ -89,9 +143,27 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         invoke_pool_threads: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if "iterdata_form_task" in kwargs:
+            warnings.warn(
+                "iterdata_form_task is the seed plugin's misspelling; use iterdata_from_task",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            misspelled = kwargs.pop("iterdata_form_task")
+            if iterdata_from_task is not None:
+                raise ValueError("set iterdata_from_task or iterdata_form_task (its old spelling), not both")
+            iterdata_from_task = misspelled
         super().__init__(**kwargs)
         self.map_function = check_callable("map_function", map_function)
-        self.map_iterdata = check_iterdata("map_iterdata", map_iterdata)
+        self.iterdata_from_task = check_iterdata_from_task(iterdata_from_task)
+        if self.iterdata_from_task is not None:
+            if map_iterdata is not None:
+                raise ValueError("set map_iterdata or iterdata_from_task, not both")
+            self.map_iterdata = None
+        elif map_iterdata is None:
+            raise TypeError("map_iterdata is required (or iterdata_from_task)")
+        else:
+            self.map_iterdata = check_iterdata("map_iterdata", map_iterdata)
         self.extra_params = check_extra_params("extra_params", extra_params)
         self.chunk_size = check_optional_positive_int("chunk_size", chunk_size)
         self.chunk_n = check_optional_positive_int("chunk_n", chunk_n)
@@ -110,7 +182,18 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         return overrides
 
     def resolved_iterdata(self, context: Any) -> list[Any]:
-        """``map_iterdata`` after Airflow rendered it, checked again."""
+        """The inputs: rendered ``map_iterdata`` or the upstream XCom, checked again."""
+        source = self.iterdata_from_task
+        if isinstance(source, str):
+            return check_iterdata(
+                f"the return value of task {source!r}", context["ti"].xcom_pull(task_ids=source)
+            )
+        if isinstance(source, dict):
+            ((name, task_id),) = source.items()
+            values = check_iterdata(
+                f"the return value of task {task_id!r}", context["ti"].xcom_pull(task_ids=task_id)
+            )
+            return [{name: value} for value in values]
         if is_deferred_value(self.map_iterdata):
             raise TypeError(f"map_iterdata was not rendered: {self.map_iterdata!r:.80}")
         return check_iterdata("map_iterdata", self.map_iterdata)
@@ -123,10 +206,19 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         options["obj_chunk_number"] = self.chunk_n
         return options
 
+    def job_iterdata(self, context: Any, config: dict[str, Any]) -> tuple[list[Any], Any]:
+        """The iterdata and extra_args handed to Lithops."""
+        iterdata = rewrite_object_urls(self.resolved_iterdata(context), config["lithops"]["storage"])
+        return bind_iterdata(self.map_function, iterdata, self.extra_params)
+
     def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
-        iterdata, extra = bind_iterdata(self.map_function, self.resolved_iterdata(context), self.extra_params)
+        iterdata, extra = self.job_iterdata(context, config)
         options = self.map_options()
         options["extra_args"] = extra
         return JobSpec(
             call_type="map", function=self.map_function, iterdata=iterdata, config=config, options=options
         )
+
+
+IbmPyWrenMapOperator = PyWrenMapOperator
+"""The seed plugin's name, kept so that seed DAGs work with an import change only."""

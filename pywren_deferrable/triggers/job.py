@@ -62,6 +62,9 @@ class PyWrenJobTrigger(BaseTrigger):
     :param fail_fast: fire ``failed`` at the first failed call instead of waiting
         for every call to end.
     :param max_outage: how long storage may be unreachable before giving up.
+    :param resume_state: small JSON the task needs when it resumes (a multi-stage
+        operator's stage, say), echoed in every event. It rides in the event rather than
+        in ``next_kwargs`` because ``dag.test()`` replaces ``next_kwargs`` with the event.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class PyWrenJobTrigger(BaseTrigger):
         deadline: float | None = None,
         fail_fast: bool = True,
         max_outage: float = DEFAULT_MAX_OUTAGE,
+        resume_state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.job = JobRef.from_dict(job)  # validate before anything is polled
@@ -81,6 +85,7 @@ class PyWrenJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.fail_fast = fail_fast
         self.max_outage = float(max_outage)
+        self.resume_state = dict(resume_state or {})
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
 
@@ -94,6 +99,7 @@ class PyWrenJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "fail_fast": self.fail_fast,
                 "max_outage": self.max_outage,
+                "resume_state": self.resume_state,
             },
         )
 
@@ -104,6 +110,7 @@ class PyWrenJobTrigger(BaseTrigger):
             "job": self.job.to_dict(),
             "done": result.done if result else 0,
             "total": self.job.calls,
+            "resume_state": self.resume_state,
         }
         payload.update(extra)
         return TriggerEvent(payload)

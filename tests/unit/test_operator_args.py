@@ -44,7 +44,7 @@ def test_non_callable_map_function(function):
         ((), ValueError, r"map_iterdata is empty"),
         (iter([]), ValueError, r"map_iterdata is empty"),
         (5, TypeError, r"map_iterdata must be an iterable of call inputs, got int"),
-        (None, TypeError, r"map_iterdata must be an iterable of call inputs, got NoneType"),
+        (None, TypeError, r"map_iterdata is required \(or iterdata_from_task\)"),
     ],
 )
 def test_bad_map_iterdata(iterdata, error, match):

@@ -1,0 +1,86 @@
+"""PyWrenCallAsyncOperator: one serverless call of ``func(**data)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pywren_deferrable.operators.base import PyWrenBaseOperator
+from pywren_deferrable.operators.validation import check_callable, is_deferred_value
+from pywren_deferrable.submit import JobSpec
+
+
+def check_data_from_task(value: Any) -> dict[str, str] | None:
+    """``data_from_task`` maps argument names to upstream task ids (both str)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"data_from_task must be a dict of argument name to task id, got {type(value).__name__}"
+        )
+    for key, task_id in value.items():
+        if not isinstance(key, str) or not isinstance(task_id, str) or not task_id:
+            raise TypeError(
+                f"data_from_task must map argument names (str) to task ids (str); {key!r}: {task_id!r}"
+            )
+    return dict(value)
+
+
+class PyWrenCallAsyncOperator(PyWrenBaseOperator):
+    """Run ``func`` once, as a serverless function; return its result.
+
+    :param func: the function to call.
+    :param data: its keyword arguments (a dict; a list or tuple is taken as positional).
+    :param data_from_task: argument names mapped to upstream task ids whose return
+        values (XCom) are passed as those arguments, e.g. ``{"y": "add_task_1"}``.
+    Every :class:`PyWrenBaseOperator` parameter applies as well.
+    """
+
+    template_fields: Sequence[str] = (*PyWrenBaseOperator.template_fields, "data")
+    call_type = "call_async"
+
+    def __init__(
+        self,
+        *,
+        func: Callable[..., Any],
+        data: dict[str, Any] | list[Any] | tuple[Any, ...] | None = None,
+        data_from_task: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.func = check_callable("func", func)
+        if data is not None and not is_deferred_value(data) and not isinstance(data, dict | list | tuple):
+            raise TypeError(f"data must be a dict of keyword arguments, got {type(data).__name__}")
+        self.data = data if data is not None else {}
+        self.data_from_task = check_data_from_task(data_from_task)
+        if self.data_from_task and not isinstance(self.data, dict):
+            raise TypeError("data_from_task needs data to be a dict of keyword arguments")
+
+    def call_data(self, context: Any) -> Any:
+        """``data`` with the upstream values of ``data_from_task`` filled in (a copy)."""
+        if is_deferred_value(self.data):
+            raise TypeError(f"data was not rendered: {self.data!r:.80}")
+        if isinstance(self.data, dict):
+            data: Any = dict(self.data)
+            for name, task_id in (self.data_from_task or {}).items():
+                data[name] = context["ti"].xcom_pull(task_ids=task_id)
+            return data
+        return tuple(self.data)
+
+    def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
+        options = self.common_options()
+        options["runtime_memory"] = self.runtime_memory
+        return JobSpec(
+            call_type="call_async",
+            function=self.func,
+            iterdata=self.call_data(context),
+            config=config,
+            options=options,
+        )
+
+    def shape_results(self, results: Any) -> Any:
+        return results[0] if isinstance(results, list) and len(results) == 1 else results
+
+
+IbmPyWrenCallAsyncOperator = PyWrenCallAsyncOperator
+"""The seed plugin's name, kept so that seed DAGs work with an import change only."""
