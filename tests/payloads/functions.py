@@ -27,3 +27,22 @@ def big_result(x, size=20000):
 
 def nothing(x):
     return None
+
+
+def read_env(x, name="PYWREN_TEST_VAR"):
+    import os
+
+    return f"{x}:{os.environ.get(name)}"
+
+
+def positional(a, b, c):
+    return [a, b, c]
+
+
+def count_lines(obj):
+    """One call per storage object or chunk: its number of lines."""
+    return obj.data_stream.read().decode().count("\n")
+
+
+def total(results):
+    return sum(results)
