@@ -140,6 +140,18 @@ def parse_job_object_key(prefix: str, key: str) -> ParsedKey | None:
     return ParsedKey(call, "other")
 
 
+LINEAGE_PREFIX = "pywren-deferrable/lineage/"
+
+
+def lineage_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """Where a task instance records the job it submitted, so that a retry of it can
+    reattach instead of paying for the job twice. Hashed: run ids hold any character."""
+    import hashlib
+
+    identity = "\x1f".join((dag_id, run_id, task_id, str(map_index)))
+    return f"{LINEAGE_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()}.json"
+
+
 def is_key_owned_by_job(key: str, executor_id: str, job_ids: list[str]) -> bool:
     """True when ``key`` lies under one of the job's own prefixes (its jobs, or the
     executor's function pickles). The cleaner deletes nothing for which this is False."""
@@ -191,6 +203,8 @@ class JobRef:
     :param lithops_version: the Lithops version that submitted the job.
     :param runner_pid: the pid of the detached runner hosting a localhost job, if any.
     :param runner_log: the runner's log file, if any.
+    :param submitted_at: when the job was submitted (epoch seconds).
+    :param call_timeout: how long one call may run (Lithops' execution timeout), seconds.
     """
 
     executor_id: str
@@ -201,6 +215,8 @@ class JobRef:
     lithops_version: str
     runner_pid: int | None = None
     runner_log: str | None = None
+    submitted_at: float | None = None
+    call_timeout: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

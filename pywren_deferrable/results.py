@@ -74,18 +74,31 @@ async def _bounded(semaphore: asyncio.Semaphore, awaitable: Awaitable[T]) -> T:
 
 
 async def read_statuses(
-    source: StatusSource, job: JobRef, job_id: str, calls: list[str], concurrency: int
+    source: StatusSource,
+    job: JobRef,
+    job_id: str,
+    calls: list[str],
+    concurrency: int,
+    missing: dict[str, str] | None = None,
 ) -> list[CallStatus]:
-    """Read and parse ``status.json`` of ``calls`` of ``job_id``, in that order."""
+    """Read and parse ``status.json`` of ``calls`` of ``job_id``, in that order.
+
+    :param missing: when given, a call without status becomes a failed status whose error
+        is ``missing[call]`` (or a generic one) instead of raising ``ResultMissingError``.
+    """
     semaphore = asyncio.Semaphore(concurrency)
     raws = await asyncio.gather(
         *(_bounded(semaphore, source.get(status_key(job.executor_id, job_id, c))) for c in calls)
     )
     statuses = []
     for call, raw in zip(calls, raws, strict=True):
-        if raw is None:
+        if raw is not None:
+            statuses.append(parse_status(raw, call))
+        elif missing is not None:
+            reason = missing.get(call) or "wrote no status.json"
+            statuses.append(CallStatus(call, True, reason, None, None, False))
+        else:
             raise ResultMissingError(f"job {job_id}: call {call} has no status.json (was it cleaned?)")
-        statuses.append(parse_status(raw, call))
     return statuses
 
 
@@ -127,12 +140,22 @@ async def afetch_results(
 
 
 async def afailure_report(
-    source: StatusSource, job: JobRef, failed_calls: dict[str, list[str]], *, concurrency: int = 16
+    source: StatusSource,
+    job: JobRef,
+    failed_calls: dict[str, list[str]],
+    *,
+    call_errors: dict[str, str] | None = None,
+    concurrency: int = 16,
 ) -> str:
-    """Read the statuses of the failed calls and describe them with their tracebacks."""
+    """Read the statuses of the failed calls and describe them with their tracebacks.
+
+    :param call_errors: the trigger's one-line errors (``"M000/00002": ...``), used for
+        calls that left no status to read.
+    """
     parts = []
     for job_id, calls in failed_calls.items():
-        statuses = await read_statuses(source, job, job_id, list(calls)[:20], concurrency)
+        known = {c.split("/", 1)[1]: e for c, e in (call_errors or {}).items() if c.startswith(f"{job_id}/")}
+        statuses = await read_statuses(source, job, job_id, list(calls)[:20], concurrency, missing=known)
         parts.append(describe_failures(job_id, [s for s in statuses if s.failed] or statuses))
     return "\n".join(parts)
 

@@ -6,6 +6,7 @@ Shared by the operators and :class:`~pywren_deferrable.sensors.job.PyWrenJobSens
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -22,6 +23,7 @@ from pywren_deferrable.results import (
 from pywren_deferrable.triggers.job import EVENT_FAILED, EVENT_STATUSES, EVENT_SUCCESS
 
 log = logging.getLogger(__name__)
+DEFAULT_XCOM_BACKENDS = ("airflow.sdk.execution_time.xcom.BaseXCom", "airflow.models.xcom.BaseXCom")
 
 
 def job_from_event(event: Any) -> JobRef:
@@ -38,6 +40,7 @@ def finish_job(
     fetch: bool = True,
     clean_data: bool = False,
     also_clean: list[dict[str, Any]] | None = None,
+    max_xcom_bytes: int | None = None,
     log: Any = log,
 ) -> Any:
     """Act on a trigger event.
@@ -46,32 +49,62 @@ def finish_job(
     Otherwise: an ``AirflowException`` naming the failed calls with their remote
     tracebacks, or saying why the job timed out. With ``clean_data`` the job's objects
     (and those of the ``also_clean`` jobs) are deleted either way, except the results
-    that ``fetch=False`` points to.
+    that ``fetch=False`` points to. Results over ``max_xcom_bytes`` (pickled) are not
+    returned: their locations are, and they are kept.
     """
     job = job_from_event(event)
     status = event["status"]
     config = hook.get_config()
     to_clean = [job] + [JobRef.from_dict(j) for j in also_clean or []]
+    kept: list[bool] = []  # results handed out by location must stay in storage
 
     async def finish() -> Any:
         async with hook.status_source_from_config(job.storage, config) as source:
             try:
                 if status == EVENT_SUCCESS:
-                    if not fetch:
-                        return [loc.__dict__ for loc in result_locations(job)]
-                    return await afetch_results(source, job)
+                    if fetch:
+                        results = await afetch_results(source, job)
+                        size = results_size(results)
+                        if max_xcom_bytes is None or size <= max_xcom_bytes or custom_xcom_backend():
+                            return results
+                        log.warning(
+                            "The results take %d bytes, over max_xcom_bytes=%d: returning where they "
+                            "are instead of pushing them through XCom (and keeping them)",
+                            size,
+                            max_xcom_bytes,
+                        )
+                        kept.append(True)
+                    return [loc.__dict__ for loc in result_locations(job)]
                 if status == EVENT_FAILED:
-                    report = await afailure_report(source, job, event.get("failed_calls") or {})
+                    report = await afailure_report(
+                        source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")
+                    )
                     raise AirflowException(f"Lithops job failed: {event.get('message')}\n{report}")
                 raise AirflowException(f"Lithops job {status}: {event.get('message')}")
             finally:
-                if clean_data and (fetch or status != EVENT_SUCCESS):
+                if clean_data and not kept and (fetch or status != EVENT_SUCCESS):
                     for done_job in to_clean:
                         deleted = await aclean_job(source, done_job)
                         log.info("clean_data: deleted %d objects of job %s", deleted, done_job.executor_id)
 
     log.info("Job %s: %s", job.executor_id, event.get("message"))
     return run_sync(finish)
+
+
+def results_size(results: Any) -> int:
+    """How many bytes the results take, pickled (what an XCom backend stores is close)."""
+    try:
+        return len(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # unpicklable results would fail in XCom anyway; let XCom say so
+        return 0
+
+
+def custom_xcom_backend() -> bool:
+    """True when the deployment stores XComs elsewhere (e.g. object storage), so size is no issue."""
+    from airflow.sdk.configuration import conf
+
+    backend = conf.get("core", "xcom_backend", fallback="") or ""
+    return bool(backend) and backend not in DEFAULT_XCOM_BACKENDS
 
 
 def shape_results(job: JobRef, results: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -51,6 +52,15 @@ def host(spec: JobSpec, deadline: float | None, handshake_path: str) -> int:
         return 1
     # Polling storage is the trigger's job; Lithops' own monitor would double the load.
     fexec.job_monitor.stop()
+
+    def stop(signum: int, _frame: Any) -> None:
+        # The task was killed (on_kill): Lithops' localhost job processes run in sessions
+        # of their own, so they are stopped through Lithops, not by signalling our group.
+        log.warning("signal %d: stopping the local job", signum)
+        fexec.compute_handler.clear()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     summary = job_summary(fexec, futures)
     _write_atomically(handshake_path, summary)
     log.info("submitted %s jobs %s (%d calls)", summary["executor_id"], summary["job_ids"], len(futures))

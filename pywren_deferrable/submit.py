@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CALL_TYPES = ("call_async", "map", "map_reduce")
 DEFAULT_SUBMIT_TIMEOUT = 600.0
+LITHOPS_DEFAULT_EXECUTION_TIMEOUT = 1800  # lithops.constants, when the config sets none
 RUNNER_DIR_ENV = "PYWREN_DEFERRABLE_RUNNER_DIR"
 
 
@@ -70,6 +72,12 @@ class JobSpec:
 
     def __repr__(self) -> str:  # the config holds secrets
         return f"JobSpec(call_type={self.call_type!r}, function={getattr(self.function, '__name__', '?')})"
+
+
+def call_timeout(spec: JobSpec) -> float:
+    """How long one call of ``spec`` may run before Lithops stops it."""
+    timeout = spec.options.get("timeout") or spec.config.get("lithops", {}).get("execution_timeout")
+    return float(timeout or LITHOPS_DEFAULT_EXECUTION_TIMEOUT)
 
 
 def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
@@ -132,6 +140,7 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
     """Submit on a cloud backend from this process, and return once every call is out."""
     import lithops
 
+    submitted_at = time.time()
     fexec = lithops.FunctionExecutor(config=spec.config)
     futures = run_on_executor(fexec, spec)
     wait_until_dispatched(fexec, timeout=timeout)
@@ -144,6 +153,8 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
         storage=storage_location(spec.config),
         call_type=spec.call_type,
         lithops_version=summary["lithops_version"],
+        submitted_at=submitted_at,
+        call_timeout=call_timeout(spec),
     )
 
 
@@ -171,6 +182,7 @@ def submit_detached(
     :param timeout: how long to wait for the runner to report the job ids.
     :param name: a label for the runner's files (the task id, say).
     """
+    submitted_at = time.time()
     directory = runner_dir()
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     fd, spec_path = tempfile.mkstemp(prefix=f"{safe}-", suffix=".spec", dir=directory)
@@ -219,12 +231,42 @@ def submit_detached(
         lithops_version=summary["lithops_version"],
         runner_pid=process.pid,
         runner_log=log_path,
+        submitted_at=submitted_at,
+        call_timeout=call_timeout(spec),
     )
 
 
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+def _runner_cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_runner(job: JobRef) -> bool:
+    """Stop the detached runner hosting ``job`` (it then kills the job's processes).
+
+    Only a process that is provably that runner is signalled: its command line must name
+    this job's runner files, so a recycled pid, or a runner on another machine, is left
+    alone. Returns whether a runner was signalled.
+    """
+    if not job.runner_pid or not job.runner_log:
+        return False
+    base = job.runner_log[: -len(".log")] if job.runner_log.endswith(".log") else job.runner_log
+    cmdline = _runner_cmdline(job.runner_pid)
+    if "pywren_deferrable.runner" not in cmdline or base not in cmdline:
+        return False
+    try:
+        os.kill(job.runner_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def is_localhost(config: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from pywren_deferrable.config import S3Credentials, build_lithops_config, s3_credentials, storage_location
 from pywren_deferrable.job import STORAGE_LOCALHOST, StorageLocation
@@ -51,13 +52,29 @@ class LithopsHook(BaseHook):
             overrides=self.executor_config,
         )
 
+    def _not_found(self, err: Exception) -> AirflowNotFoundException:
+        env = "AIRFLOW_CONN_" + self.lithops_conn_id.upper()
+        return AirflowNotFoundException(
+            f"lithops_conn_id={self.lithops_conn_id!r}: no such Airflow Connection. Create a Connection "
+            f"of type 'lithops' whose extra is your Lithops config (for example {env}='{{\"conn_type\": "
+            f'"lithops", "extra": {{"lithops": {{"backend": "localhost"}}}}}}\') ({err})'
+        )
+
     def get_config(self) -> dict[str, Any]:
         """The Lithops config for a job (Connection + overrides, cleaner off)."""
-        return self._config_from(self.get_connection(self.lithops_conn_id))
+        try:
+            conn = self.get_connection(self.lithops_conn_id)
+        except AirflowNotFoundException as err:
+            raise self._not_found(err) from None
+        return self._config_from(conn)
 
     async def aget_config(self) -> dict[str, Any]:
         """Like :meth:`get_config`, without blocking the event loop (for triggers)."""
-        return self._config_from(await BaseHook.aget_connection(self.lithops_conn_id))
+        try:
+            conn = await BaseHook.aget_connection(self.lithops_conn_id)
+        except AirflowNotFoundException as err:
+            raise self._not_found(err) from None
+        return self._config_from(conn)
 
     def get_executor(self, config: dict[str, Any] | None = None) -> Any:
         """A Lithops ``FunctionExecutor`` for the Connection."""

@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
+from pywren_deferrable.lineage import afind_reusable, aforget, aremember, task_lineage
 from pywren_deferrable.operators.validation import (
     check_module_list,
     check_optional_positive_int,
@@ -26,10 +27,11 @@ from pywren_deferrable.operators.validation import (
 )
 from pywren_deferrable.results import run_sync
 from pywren_deferrable.resume import finish_job
-from pywren_deferrable.submit import JobSpec, submit
+from pywren_deferrable.submit import JobSpec, stop_runner, submit
 from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
+DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
 
 
 class PyWrenBaseOperator(BaseOperator):
@@ -52,6 +54,9 @@ class PyWrenBaseOperator(BaseOperator):
     :param fail_fast: fail as soon as one call fails instead of waiting for all.
     :param deferrable: free the worker slot while the job runs (the point of this
         provider); ``False`` waits on the worker like the seed plugin did.
+    :param max_xcom_bytes: results larger than this (pickled) are not pushed through
+        XCom: the task returns where they are instead, and keeps them. ``None``: no limit
+        (the right choice with an object-storage XCom backend).
     """
 
     template_fields: Sequence[str] = ("pywren_executor_config", "extra_env")
@@ -75,6 +80,7 @@ class PyWrenBaseOperator(BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         fail_fast: bool = True,
         deferrable: bool = True,
+        max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,6 +110,7 @@ class PyWrenBaseOperator(BaseOperator):
         )
         self.fail_fast = bool(fail_fast)
         self.deferrable = bool(deferrable)
+        self.max_xcom_bytes = check_optional_positive_int("max_xcom_bytes", max_xcom_bytes)
 
     # -- what to run ------------------------------------------------------------------
     def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
@@ -141,6 +148,7 @@ class PyWrenBaseOperator(BaseOperator):
             deadline=deadline,
             fail_fast=self.fail_fast,
             resume_state=resume_state,
+            clean_data=self.clean_data,
         )
 
     def _runner_name(self, context: Any) -> str:
@@ -148,17 +156,56 @@ class PyWrenBaseOperator(BaseOperator):
         parts = [getattr(ti, "dag_id", None) or "dag", self.task_id]
         return ".".join(str(p) for p in parts)
 
+    def first_stage_state(self) -> dict[str, Any]:
+        """State a multi-stage operator needs when the first job ends (see map_reduce)."""
+        return {}
+
+    def _storage(self, config: dict[str, Any], job_storage: Any, action: Any) -> Any:
+        """Run ``action(source)`` against the job's bucket from this (sync) worker code."""
+        hook = self._hook()
+
+        async def run() -> Any:
+            async with hook.status_source_from_config(job_storage, config) as source:
+                return await action(source)
+
+        return run_sync(run)
+
     def execute(self, context: Any) -> Any:
         config = self._hook().get_config()
         deadline = self._deadline()
-        job = self.submit_spec(context, self.build_spec(context, config), deadline)
+        lineage = task_lineage(context)
+        location = self._hook().storage_location(config)
+        previous = self._storage(config, location, lambda s: afind_reusable(s, lineage)) if lineage else None
+        if previous is not None:
+            # A retry: the earlier try's job is running or done, and nothing failed.
+            self.log.warning(
+                "Reattaching to job %s submitted by try %s (%d/%d calls done) instead of submitting it again",
+                previous.job.executor_id,
+                previous.try_number,
+                previous.done,
+                previous.total,
+            )
+            job, state = previous.job, dict(previous.resume_state)
+            state.pop("deadline", None)
+        else:
+            job = self.submit_spec(context, self.build_spec(context, config), deadline)
+            state = self.first_stage_state()
+            self.remember_job(context, config, job, state)
         if not self.wait_for_result:
             return job.to_dict()
-        return self.wait_for_job(context, job, deadline=deadline)
+        return self.wait_for_job(context, job, deadline=deadline, **state)
+
+    def remember_job(self, context: Any, config: dict[str, Any], job: JobRef, state: dict[str, Any]) -> None:
+        """Record ``job`` for a retry of this task instance (see :mod:`..lineage`)."""
+        lineage = task_lineage(context)
+        if lineage:
+            try_number = getattr(context.get("ti"), "try_number", None)
+            self._storage(config, job.storage, lambda s: aremember(s, lineage, job, state, try_number))
 
     def submit_spec(self, context: Any, spec: JobSpec, deadline: float | None) -> JobRef:
         """Hand ``spec`` to Lithops; return once every call is out (see :mod:`..submit`)."""
         job = submit(spec, deadline=deadline, name=self._runner_name(context))
+        self._submitted = job  # for on_kill
         self.log.info(
             "Submitted Lithops executor %s jobs %s: %d calls (storage %s://%s)",
             job.executor_id,
@@ -179,6 +226,12 @@ class PyWrenBaseOperator(BaseOperator):
             return self.execute_complete(context, self._wait_here(trigger))
         self.defer(trigger=trigger, method_name="execute_complete")
 
+    def on_kill(self) -> None:
+        """The task was killed while waiting on the worker: stop a local job we host."""
+        job = getattr(self, "_submitted", None)
+        if job is not None and stop_runner(job):
+            self.log.info("Stopped the local Lithops runner of job %s", job.executor_id)
+
     def _wait_here(self, trigger: PyWrenJobTrigger) -> dict[str, Any]:
         """Run the trigger's poll loop on the worker (``deferrable=False``): same events."""
 
@@ -196,7 +249,12 @@ class PyWrenBaseOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: fetch results or fail with the remote errors."""
         also_clean = self.resume_state(event).get("also_clean")
-        return self.shape_results(self.finish_job(event, also_clean=also_clean))
+        results = self.shape_results(self.finish_job(event, also_clean=also_clean))
+        lineage = task_lineage(context)
+        if lineage:  # done: a later, deliberate re-run of this task computes afresh
+            job = JobRef.from_dict(event["job"])  # type: ignore[index]
+            self._storage(self._hook().get_config(), job.storage, lambda s: aforget(s, lineage))
+        return results
 
     def finish_job(
         self, event: Any, *, fetch: bool | None = None, also_clean: list[dict[str, Any]] | None = None
@@ -208,6 +266,7 @@ class PyWrenBaseOperator(BaseOperator):
             fetch=self.fetch_result if fetch is None else fetch,
             clean_data=self.clean_data,
             also_clean=also_clean,
+            max_xcom_bytes=self.max_xcom_bytes,
             log=self.log,
         )
 

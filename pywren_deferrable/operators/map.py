@@ -164,6 +164,8 @@ class PyWrenMapOperator(PyWrenBaseOperator):
             raise TypeError("map_iterdata is required (or iterdata_from_task)")
         else:
             self.map_iterdata = check_iterdata("map_iterdata", map_iterdata)
+            if not is_deferred_value(self.map_iterdata):
+                rewrite_object_urls(self.map_iterdata, "")  # a URL without a bucket fails here
         self.extra_params = check_extra_params("extra_params", extra_params)
         self.chunk_size = check_optional_positive_int("chunk_size", chunk_size)
         self.chunk_n = check_optional_positive_int("chunk_n", chunk_n)

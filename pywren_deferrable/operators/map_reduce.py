@@ -91,15 +91,8 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
             options=options,
         )
 
-    def execute(self, context: Any) -> Any:
-        if not self.reducer_wait_local:
-            return super().execute(context)
-        config = self._hook().get_config()
-        deadline = self._deadline()
-        map_job = self.submit_spec(context, self.build_spec(context, config), deadline)
-        if not self.wait_for_result:
-            return map_job.to_dict()
-        return self.wait_for_job(context, map_job, deadline=deadline, phase=PHASE_MAP)
+    def first_stage_state(self) -> dict[str, Any]:
+        return {"phase": PHASE_MAP} if self.reducer_wait_local else {}
 
     def reduce_spec(self, map_job: JobRef, config: dict[str, Any]) -> JobSpec:
         """The reducer of ``reducer_wait_local``: one call reading the map results from storage."""
@@ -122,10 +115,11 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
         self.finish_job(event, fetch=False)  # raises unless every map call succeeded
         self.log.info("Map job %s done; submitting the reducer", map_job.executor_id)
         deadline = state.get("deadline")
-        reduce_job = self.submit_spec(context, self.reduce_spec(map_job, self._hook().get_config()), deadline)
-        return self.wait_for_job(
-            context, reduce_job, deadline=deadline, phase=PHASE_REDUCE, also_clean=[map_job.to_dict()]
-        )
+        config = self._hook().get_config()
+        reduce_job = self.submit_spec(context, self.reduce_spec(map_job, config), deadline)
+        reduce_state = {"phase": PHASE_REDUCE, "also_clean": [map_job.to_dict()]}
+        self.remember_job(context, config, reduce_job, reduce_state)
+        return self.wait_for_job(context, reduce_job, deadline=deadline, **reduce_state)
 
     def shape_results(self, results: Any) -> Any:
         if self.reducer_one_per_object or not isinstance(results, list) or len(results) != 1:

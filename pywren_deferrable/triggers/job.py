@@ -62,6 +62,8 @@ class PyWrenJobTrigger(BaseTrigger):
     :param fail_fast: fire ``failed`` at the first failed call instead of waiting
         for every call to end.
     :param max_outage: how long storage may be unreachable before giving up.
+    :param clean_data: when the task is killed by a user (``on_kill``), also delete the
+        job's objects.
     :param resume_state: small JSON the task needs when it resumes (a multi-stage
         operator's stage, say), echoed in every event. It rides in the event rather than
         in ``next_kwargs`` because ``dag.test()`` replaces ``next_kwargs`` with the event.
@@ -77,6 +79,7 @@ class PyWrenJobTrigger(BaseTrigger):
         fail_fast: bool = True,
         max_outage: float = DEFAULT_MAX_OUTAGE,
         resume_state: dict[str, Any] | None = None,
+        clean_data: bool = False,
     ) -> None:
         super().__init__()
         self.job = JobRef.from_dict(job)  # validate before anything is polled
@@ -86,6 +89,7 @@ class PyWrenJobTrigger(BaseTrigger):
         self.fail_fast = fail_fast
         self.max_outage = float(max_outage)
         self.resume_state = dict(resume_state or {})
+        self.clean_data = bool(clean_data)
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
 
@@ -100,6 +104,7 @@ class PyWrenJobTrigger(BaseTrigger):
                 "fail_fast": self.fail_fast,
                 "max_outage": self.max_outage,
                 "resume_state": self.resume_state,
+                "clean_data": self.clean_data,
             },
         )
 
@@ -121,13 +126,34 @@ class PyWrenJobTrigger(BaseTrigger):
         calls = {job_id: sorted(statuses) for job_id, statuses in failed.items()}
         listing = ", ".join(f"{job_id}/{c}" for job_id, ids in calls.items() for c in ids[:20])
         count = sum(len(ids) for ids in calls.values())
+        # One line per failed call (at most 20): what the worker shows for calls that
+        # left no status.json to read the traceback from.
+        call_errors = {
+            f"{job_id}/{c}": failed[job_id][c].error for job_id, ids in calls.items() for c in ids[:20]
+        }
         return self._event(
             EVENT_FAILED,
             result,
             f"{count} call(s) failed ({listing}); first error: {first.error}",
             failed_calls=calls,
             error=first.error,
+            call_errors=call_errors,
         )
+
+    async def on_kill(self) -> None:
+        """A user marked the deferred task failed/success or cleared it (not a triggerer
+        restart): stop a local job we can reach, and delete its objects if ``clean_data``.
+        Lithops cannot cancel calls already running on a cloud backend; they finish."""
+        from pywren_deferrable.results import aclean_job
+        from pywren_deferrable.submit import stop_runner
+
+        if await asyncio.to_thread(stop_runner, self.job):
+            self.log.info("stopped the local runner of job %s", self.job.executor_id)
+        if self.clean_data:
+            hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
+            async with hook.astatus_source(self.job.storage) as source:
+                deleted = await aclean_job(source, self.job)
+            self.log.info("clean_data: deleted %d objects of job %s", deleted, self.job.executor_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The event is yielded only after the storage client is released: a consumer

@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -23,15 +23,30 @@ LIST_PAGE_SIZE = 1000
 DELETE_BATCH = 1000  # S3 DeleteObjects takes at most 1,000 keys
 
 
+class ListedObject(NamedTuple):
+    """One key of a listing and when it was written (epoch seconds)."""
+
+    key: str
+    modified: float
+
+
 class StatusSource(Protocol):
-    """Read access to one bucket, as much as polling and fetching need."""
+    """Access to one bucket, as much as polling, fetching and cleaning need."""
+
+    def list_objects(self, prefix: str, start_after: str = "") -> AsyncIterator[list[ListedObject]]:
+        """Yield pages of objects under ``prefix`` in lexicographic order, after ``start_after``."""
+        ...
 
     def list_keys(self, prefix: str, start_after: str = "") -> AsyncIterator[list[str]]:
-        """Yield pages of keys under ``prefix`` in lexicographic order, after ``start_after``."""
+        """Like :meth:`list_objects`, keys only."""
         ...
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or ``None`` when it does not exist."""
+        ...
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Write an object."""
         ...
 
     async def delete(self, keys: list[str]) -> int:
@@ -56,19 +71,30 @@ class S3StatusSource:
     def requests(self) -> int:
         return self._requests
 
-    async def list_keys(self, prefix: str, start_after: str = "") -> AsyncIterator[list[str]]:
+    async def list_objects(self, prefix: str, start_after: str = "") -> AsyncIterator[list[ListedObject]]:
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         if start_after:
             kwargs["StartAfter"] = start_after
         while True:
             self._requests += 1
             page = await self._client.list_objects_v2(**kwargs)
-            yield [item["Key"] for item in page.get("Contents", ())]
+            yield [
+                ListedObject(item["Key"], item["LastModified"].timestamp())
+                for item in page.get("Contents", ())
+            ]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
             kwargs["ContinuationToken"] = token
             kwargs.pop("StartAfter", None)
+
+    async def list_keys(self, prefix: str, start_after: str = "") -> AsyncIterator[list[str]]:
+        async for page in self.list_objects(prefix, start_after):
+            yield [item.key for item in page]
+
+    async def put(self, key: str, data: bytes) -> None:
+        self._requests += 1
+        await self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
 
     async def get(self, key: str) -> bytes | None:
         self._requests += 1
@@ -111,26 +137,45 @@ class LocalStatusSource:
             raise ValueError(f"key {key!r} leaves the bucket directory")
         return path
 
-    def _walk(self, prefix: str) -> list[str]:
+    def _walk(self, prefix: str, start_after: str) -> list[ListedObject]:
         # Only the directory that can hold the prefix is walked, not the whole bucket.
         directory = os.path.dirname(self._path(prefix + "x"))
-        keys: list[str] = []
+        found: list[ListedObject] = []
         if not os.path.isdir(directory):
-            return keys
+            return found
         for dirpath, _dirs, files in os.walk(directory):
             for name in files:
-                key = os.path.relpath(os.path.join(dirpath, name), self._base).replace(os.sep, "/")
-                if key.startswith(prefix):
-                    keys.append(key)
-        keys.sort()
-        return keys
+                path = os.path.join(dirpath, name)
+                key = os.path.relpath(path, self._base).replace(os.sep, "/")
+                if key.startswith(prefix) and key > start_after:
+                    try:
+                        found.append(ListedObject(key, os.stat(path).st_mtime))
+                    except FileNotFoundError:  # deleted while we walked
+                        continue
+        found.sort()
+        return found
+
+    async def list_objects(self, prefix: str, start_after: str = "") -> AsyncIterator[list[ListedObject]]:
+        self._requests += 1
+        found = await asyncio.to_thread(self._walk, prefix, start_after)
+        for start in range(0, len(found), LIST_PAGE_SIZE):
+            yield found[start : start + LIST_PAGE_SIZE]
 
     async def list_keys(self, prefix: str, start_after: str = "") -> AsyncIterator[list[str]]:
+        async for page in self.list_objects(prefix, start_after):
+            yield [item.key for item in page]
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    async def put(self, key: str, data: bytes) -> None:
         self._requests += 1
-        keys = await asyncio.to_thread(self._walk, prefix)
-        keys = [k for k in keys if k > start_after] if start_after else keys
-        for start in range(0, len(keys), LIST_PAGE_SIZE):
-            yield keys[start : start + LIST_PAGE_SIZE]
+        await asyncio.to_thread(self._write, key, data)
 
     def _read(self, key: str) -> bytes | None:
         try:
