@@ -24,6 +24,8 @@ DEFAULT_POLL_INTERVAL = 10.0
 MIN_POLL_INTERVAL = 0.5
 DEFAULT_MAX_OUTAGE = 300.0
 BACKOFF_FACTOR = 1.5
+FIRST_RETRY_DELAY = 1.0
+MAX_RETRY_DELAY = 10.0
 # S3 error codes that mean "try again later", not "you are wrong".
 TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable", "InternalError"}
@@ -169,6 +171,7 @@ class PyWrenJobTrigger(BaseTrigger):
         interval = min(MIN_POLL_INTERVAL, self.poll_interval)
         last_summary = ""
         outage_since: float | None = None
+        retry_delay = FIRST_RETRY_DELAY
         result: PollResult | None = None
         async with hook.astatus_source(self.job.storage) as source:
             while True:
@@ -177,6 +180,7 @@ class PyWrenJobTrigger(BaseTrigger):
                     if outage_since is not None:
                         self.log.info("storage reachable again after %.0fs", time.monotonic() - outage_since)
                     outage_since = None
+                    retry_delay = FIRST_RETRY_DELAY
                 except Exception as err:
                     if not is_transient(err):
                         raise
@@ -188,9 +192,9 @@ class PyWrenJobTrigger(BaseTrigger):
                             result,
                             f"storage unreachable for more than {self.max_outage:.0f}s (max_outage): {err}",
                         )
-                    self.log.warning("storage error (retrying): %s", err)
-                    interval = min(max(interval, 1.0) * BACKOFF_FACTOR * 1.5, max(self.poll_interval, 5.0))
-                    await asyncio.sleep(interval)
+                    self.log.warning("storage error, retrying in %.0fs: %s", retry_delay, err)
+                    await asyncio.sleep(retry_delay)
+                    retry_delay = min(retry_delay * 2, MAX_RETRY_DELAY)
                     continue
 
                 summary = result.summary()

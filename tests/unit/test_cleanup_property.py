@@ -1,0 +1,81 @@
+"""clean_data deletes exactly the job's own objects, whatever else is in the bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pywren_deferrable.job import JobRef, StorageLocation
+from pywren_deferrable.results import aclean_job
+from pywren_deferrable.triggers.status import LocalStatusSource
+
+BUCKET = "bucket"
+executor_ids = st.builds(
+    lambda h, n: f"{h}-{n}", st.text("0123456789abcdef", min_size=6, max_size=6), st.integers(0, 120)
+)
+job_ids = st.builds(lambda k, n: f"{k}{n:03d}", st.sampled_from("AMR"), st.integers(0, 12))
+segment = st.text(st.characters(codec="ascii", exclude_characters="/\x00"), min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..")
+)
+
+
+def neighbours(executor_id: str, job_id: str) -> list[str]:
+    """Keys crafted to look like the job's without being under its prefixes."""
+    return [
+        f"lithops.jobs/{executor_id}-{job_id}",  # the prefix without its slash, as an object
+        f"lithops.jobs/{executor_id}-{job_id}0/00000/status.json",  # a job id that extends ours
+        f"lithops.jobs/{executor_id}0-{job_id}/00000/status.json",  # an executor id that extends ours
+        f"lithops.jobs/{executor_id}0/x.func.pickle",
+        f"lithops.jobsx/{executor_id}-{job_id}/00000/status.json",
+        f"other/lithops.jobs/{executor_id}-{job_id}/00000/status.json",
+        "lithops.runtimes/localhost/3.8.0/python.meta.json",
+        f"pywren-deferrable/lineage/{executor_id}.json",
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    executor_id=executor_ids,
+    jobs=st.lists(job_ids, min_size=1, max_size=3, unique=True),
+    other_executor=executor_ids,
+    extra_keys=st.lists(st.lists(segment, min_size=1, max_size=4).map("/".join), max_size=15),
+    own_tails=st.lists(st.lists(segment, min_size=1, max_size=3).map("/".join), min_size=1, max_size=5),
+)
+def test_clean_deletes_exactly_the_jobs_keys(
+    executor_id, jobs, other_executor, extra_keys, own_tails
+) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        job = JobRef(
+            executor_id,
+            tuple(jobs),
+            {j: 1 for j in jobs},
+            StorageLocation(kind="localhost", bucket=BUCKET, backend="localhost", root=root),
+            "map",
+            "3.8.0",
+        )
+        own = {f"{p}{tail}" for p in job.prefixes() for tail in own_tails}
+        others = set(extra_keys) | {k for j in jobs for k in neighbours(executor_id, j)}
+        if other_executor != executor_id:
+            others |= {f"lithops.jobs/{other_executor}-{j}/00000/status.json" for j in jobs}
+        others -= own
+        # A key that is also a "directory" of another key cannot exist on a filesystem
+        # (nor be told apart by S3 prefixes in a sensible bucket): keep the set writable.
+        everything = sorted(own | others)
+        writable = [k for k in everything if not any(o.startswith(k + "/") for o in everything)]
+        for key in writable:
+            path = os.path.join(root, BUCKET, key)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(b"x")
+        deleted = asyncio.run(aclean_job(LocalStatusSource(root, BUCKET), job))
+        remaining = {
+            os.path.relpath(os.path.join(d, f), os.path.join(root, BUCKET)).replace(os.sep, "/")
+            for d, _, files in os.walk(os.path.join(root, BUCKET))
+            for f in files
+        }
+        assert remaining == {k for k in writable if k in others}
+        assert deleted == len([k for k in writable if k in own])
