@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pywren_deferrable.connection_form import provider_connection_fields, provider_field_behaviour
+
 
 def get_provider_info() -> dict[str, Any]:
     """What Airflow's ProvidersManager reads: connection type, hooks, operators, triggers."""
@@ -17,6 +19,9 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "connection-type": "lithops",
                 "hook-class-name": "pywren_deferrable.hooks.lithops.LithopsHook",
+                "hook-name": "Lithops (IBM PyWren)",
+                "conn-fields": provider_connection_fields(),
+                "ui-field-behaviour": provider_field_behaviour(),
             }
         ],
         "hooks": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.hooks.lithops"]}],

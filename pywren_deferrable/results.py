@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,28 +43,6 @@ class ResultLocation:
     bucket: str
     status_key: str
     output_key: str | None
-
-
-def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code, even if this thread has a loop running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(factory())
-        except BaseException as err:
-            box["error"] = err
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 async def _bounded(semaphore: asyncio.Semaphore, awaitable: Awaitable[T]) -> T:

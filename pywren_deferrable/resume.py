@@ -18,8 +18,8 @@ from pywren_deferrable.results import (
     afailure_report,
     afetch_results,
     result_locations,
-    run_sync,
 )
+from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.job import EVENT_FAILED, EVENT_STATUSES, EVENT_SUCCESS
 
 log = logging.getLogger(__name__)

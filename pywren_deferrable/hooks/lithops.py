@@ -15,7 +15,9 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from pywren_deferrable.config import S3Credentials, build_lithops_config, s3_credentials, storage_location
-from pywren_deferrable.job import STORAGE_LOCALHOST, StorageLocation
+from pywren_deferrable.connection_form import expand_form_fields, missing_compute_keys
+from pywren_deferrable.job import JOBS_PREFIX, STORAGE_LOCALHOST, StorageLocation
+from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.status import StatusSource, open_status_source
 
 
@@ -45,7 +47,7 @@ class LithopsHook(BaseHook):
 
     def _config_from(self, conn: Any) -> dict[str, Any]:
         return build_lithops_config(
-            conn.extra_dejson,
+            expand_form_fields(conn.extra_dejson),
             login=conn.login or None,
             password=conn.password or None,
             host=conn.host or None,
@@ -106,3 +108,28 @@ class LithopsHook(BaseHook):
         credentials = None if location.kind == STORAGE_LOCALHOST else s3_credentials(config)
         async with open_status_source(location, credentials) as source:
             yield source
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the Connection without running a job: the config builds, the compute
+        backend's section has its required keys, and the storage bucket answers."""
+        try:
+            config = self.get_config()
+            missing = missing_compute_keys(config)
+            if missing:
+                backend = config["lithops"]["backend"]
+                return False, f"the {backend!r} compute backend config lacks: {', '.join(missing)}"
+            location = self.storage_location(config)
+
+            async def probe() -> None:
+                async with self.status_source_from_config(location, config) as source:
+                    async for _page in source.list_keys(JOBS_PREFIX + "/"):
+                        break
+
+            run_sync(probe)
+        except Exception as err:  # test_connection reports, it does not raise
+            return False, f"{type(err).__name__}: {err}"
+        where = location.endpoint or location.root or location.backend
+        return (
+            True,
+            f"storage bucket {location.bucket!r} reachable at {where}; compute backend {config['lithops']['backend']!r} configured",
+        )

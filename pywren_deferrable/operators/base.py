@@ -25,9 +25,9 @@ from pywren_deferrable.operators.validation import (
     check_optional_positive_number,
     check_str_dict,
 )
-from pywren_deferrable.results import run_sync
 from pywren_deferrable.resume import finish_job
 from pywren_deferrable.submit import JobSpec, stop_runner, submit
+from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default

@@ -10,8 +10,8 @@ from airflow.sdk.bases.sensor import BaseSensorOperator, PokeReturnValue
 
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
-from pywren_deferrable.results import run_sync
 from pywren_deferrable.resume import finish_job, shape_results
+from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.job import (
     DEFAULT_POLL_INTERVAL,
     EVENT_FAILED,
