@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pywren_deferrable.operators.base import PyWrenBaseOperator
-from pywren_deferrable.operators.validation import check_callable, is_deferred_value
+from pywren_deferrable.operators.validation import check_payload_function, is_deferred_value
 from pywren_deferrable.submit import JobSpec
 
 
@@ -48,7 +48,7 @@ class PyWrenCallAsyncOperator(PyWrenBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.func = check_callable("func", func)
+        self.func = check_payload_function("func", func)
         if data is not None and not is_deferred_value(data) and not isinstance(data, dict | list | tuple):
             raise TypeError(f"data must be a dict of keyword arguments, got {type(data).__name__}")
         self.data = data if data is not None else {}

@@ -11,10 +11,10 @@ from typing import Any
 from pywren_deferrable.config import S3_STORAGE_BACKENDS
 from pywren_deferrable.operators.base import PyWrenBaseOperator
 from pywren_deferrable.operators.validation import (
-    check_callable,
     check_extra_params,
     check_iterdata,
     check_optional_positive_int,
+    check_payload_function,
     is_deferred_value,
 )
 from pywren_deferrable.submit import JobSpec
@@ -154,7 +154,7 @@ class PyWrenMapOperator(PyWrenBaseOperator):
                 raise ValueError("set iterdata_from_task or iterdata_form_task (its old spelling), not both")
             iterdata_from_task = misspelled
         super().__init__(**kwargs)
-        self.map_function = check_callable("map_function", map_function)
+        self.map_function = check_payload_function("map_function", map_function)
         self.iterdata_from_task = check_iterdata_from_task(iterdata_from_task)
         if self.iterdata_from_task is not None:
             if map_iterdata is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.operators.map import PyWrenMapOperator
-from pywren_deferrable.operators.validation import check_callable, check_optional_positive_int
+from pywren_deferrable.operators.validation import check_optional_positive_int, check_payload_function
 from pywren_deferrable.reduce_stage import reduce_map_job
 from pywren_deferrable.resume import job_from_event
 from pywren_deferrable.submit import JobSpec
@@ -53,7 +53,7 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
         if "reduce_funtion" in kwargs:  # the seed README's own typo
             raise TypeError("reduce_funtion is a typo (in the seed's README): use reduce_function")
         super().__init__(**kwargs)
-        self.reduce_function = check_callable("reduce_function", reduce_function)
+        self.reduce_function = check_payload_function("reduce_function", reduce_function)
         self.map_runtime_memory = check_optional_positive_int("map_runtime_memory", map_runtime_memory)
         self.reduce_runtime_memory = check_optional_positive_int(
             "reduce_runtime_memory", reduce_runtime_memory

@@ -24,6 +24,13 @@ def check_callable(name: str, value: Any) -> Callable[..., Any]:
     return value
 
 
+def check_payload_function(name: str, value: Any) -> Callable[..., Any]:
+    """A function that will run on Lithops: callable, picklable, free of Airflow objects."""
+    from pywren_deferrable.payload import prepare_payload
+
+    return prepare_payload(name, check_callable(name, value))
+
+
 def check_optional_positive_int(name: str, value: Any, *, minimum: int = 1) -> int | None:
     if value is None:
         return None

@@ -23,6 +23,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "example_pywren_map": {"map_task": [2, 3, 4]},
     "example_pywren_call_async": {"add_task_1": 4, "add_task_2": 8},
     "example_pywren_map_reduce": {"mapreduce_task": 8, "mapreduce_wait_local_task": 8},
+    "example_pywren_dag_file_functions": {"longest_hypotenuse": 18.0},
     "example_pywren_modern_inputs": {
         "from_upstream": [11, 21, 31],
         "from_jinja": [6, 7],
