@@ -35,6 +35,17 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "task-decorators": [
+            {"name": "pywren_map", "class-name": "pywren_deferrable.decorators.pywren_map_task"},
+            {
+                "name": "pywren_map_reduce",
+                "class-name": "pywren_deferrable.decorators.pywren_map_reduce_task",
+            },
+            {
+                "name": "pywren_call_async",
+                "class-name": "pywren_deferrable.decorators.pywren_call_async_task",
+            },
+        ],
         "sensors": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.sensors.job"]}],
         "triggers": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.triggers.job"]}],
         "integrations": [

@@ -11,6 +11,7 @@ built, at DAG-parse time, with a message that says what to do.
 
 from __future__ import annotations
 
+import inspect
 import pickletools
 import sys
 import types
@@ -54,6 +55,13 @@ def prepare_payload(name: str, function: Callable[..., Any]) -> Callable[..., An
 
     :param name: the operator parameter that holds it (for the message).
     """
+    try:
+        inspect.signature(function)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name}: {function!r} has no Python signature for Lithops to bind its inputs to ({err}); "
+            "wrap it in a def, e.g. def reduce(results): return max(results)"
+        ) from None
     module = sys.modules.get(getattr(function, "__module__", "") or "")
     if module is not None and module.__name__ != "__main__" and module_imports_airflow(module):
         cloudpickle.register_pickle_by_value(module)

@@ -29,6 +29,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "from_jinja": [6, 7],
         "mapped": {0: [101], 1: [102, 103]},
     },
+    "example_pywren_taskflow": {"scale": [10, 20, 30], "total": 60, "square": 25},
     "example_pywren_wordcount": {
         "word_count": {
             "brown": 3,

@@ -67,3 +67,10 @@ def test_pickled_module_references_reads_globals_only() -> None:
         pickle.dumps(__import__("os").path.join)
     ) or "posixpath" in (pickled_module_references(pickle.dumps(__import__("os").path.join)))
     assert pickled_module_references(pickle.dumps([1, "airflow.models", {"a": 2}])) == set()
+
+
+def test_builtin_without_signature_is_refused() -> None:
+    from pywren_deferrable import PyWrenMapReduceOperator
+
+    with pytest.raises(TypeError, match="reduce_function: <built-in function max> has no Python signature"):
+        PyWrenMapReduceOperator(task_id="t", map_function=plain, map_iterdata=[1], reduce_function=max)

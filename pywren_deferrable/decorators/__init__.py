@@ -1,0 +1,147 @@
+"""TaskFlow decorators: write plain Python functions, run them on Lithops.
+
+Registered as Airflow task decorators (``@task.pywren_map``, ``@task.pywren_call_async``,
+``@task.pywren_map_reduce``) and also importable as ``pywren_task.map`` etc.::
+
+    from pywren_deferrable.decorators import pywren_task
+
+    @pywren_task.map(extra_params={"y": 1})
+    def add(x, y):
+        return x + y
+
+    add([1, 2, 3])              # a deferrable map task returning [2, 3, 4]
+
+The decorated function is the payload that runs on Lithops (the same rules apply as for
+``map_function``: no Airflow objects inside it). Calling it in a DAG creates the task:
+for ``map``/``map_reduce`` the first argument is the iterdata and keyword arguments are
+added to every call; for ``call_async`` the arguments are the call's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
+
+from pywren_deferrable.operators.call_async import PyWrenCallAsyncOperator
+from pywren_deferrable.operators.map import PyWrenMapOperator
+from pywren_deferrable.operators.map_reduce import PyWrenMapReduceOperator
+
+
+def _iterdata_and_extra(op_args: Sequence[Any], op_kwargs: dict[str, Any], name: str) -> tuple[Any, Any]:
+    if len(op_args) != 1:
+        raise TypeError(
+            f"call a @{name} function with the iterdata as its only positional argument, "
+            "e.g. add([1, 2, 3], y=1) (keyword arguments are added to every call)"
+        )
+    return op_args[0], dict(op_kwargs) or None
+
+
+class _PyWrenMapDecoratedOperator(DecoratedOperator, PyWrenMapOperator):
+    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *PyWrenMapOperator.template_fields)
+    custom_operator_name = "@task.pywren_map"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Any = None,
+        op_kwargs: Any = None,
+        **kwargs: Any,
+    ):
+        iterdata, extra = _iterdata_and_extra(list(op_args or []), dict(op_kwargs or {}), "pywren_task.map")
+        kwargs.setdefault("extra_params", extra)
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            map_function=python_callable,
+            map_iterdata=iterdata,
+            **kwargs,
+        )
+
+
+class _PyWrenMapReduceDecoratedOperator(DecoratedOperator, PyWrenMapReduceOperator):
+    template_fields: Sequence[str] = (
+        *DecoratedOperator.template_fields,
+        *PyWrenMapReduceOperator.template_fields,
+    )
+    custom_operator_name = "@task.pywren_map_reduce"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Any = None,
+        op_kwargs: Any = None,
+        **kwargs: Any,
+    ):
+        iterdata, extra = _iterdata_and_extra(
+            list(op_args or []), dict(op_kwargs or {}), "pywren_task.map_reduce"
+        )
+        kwargs.setdefault("extra_params", extra)
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            map_function=python_callable,
+            map_iterdata=iterdata,
+            **kwargs,
+        )
+
+
+class _PyWrenCallAsyncDecoratedOperator(DecoratedOperator, PyWrenCallAsyncOperator):
+    template_fields: Sequence[str] = (
+        *DecoratedOperator.template_fields,
+        *PyWrenCallAsyncOperator.template_fields,
+    )
+    custom_operator_name = "@task.pywren_call_async"
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Any = None,
+        op_kwargs: Any = None,
+        **kwargs: Any,
+    ):
+        bound = inspect.signature(python_callable).bind_partial(*(op_args or []), **(op_kwargs or {}))
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            func=python_callable,
+            data=dict(bound.arguments),
+            **kwargs,
+        )
+
+
+def pywren_map_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.pywren_map``: the function is mapped over its first argument on Lithops."""
+    return task_decorator_factory(
+        python_callable=python_callable, decorated_operator_class=_PyWrenMapDecoratedOperator, **kwargs
+    )
+
+
+def pywren_map_reduce_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.pywren_map_reduce(reduce_function=...)``: map on Lithops, then reduce."""
+    return task_decorator_factory(
+        python_callable=python_callable, decorated_operator_class=_PyWrenMapReduceDecoratedOperator, **kwargs
+    )
+
+
+def pywren_call_async_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.pywren_call_async``: one call of the function, with the task's arguments, on Lithops."""
+    return task_decorator_factory(
+        python_callable=python_callable, decorated_operator_class=_PyWrenCallAsyncDecoratedOperator, **kwargs
+    )
+
+
+class pywren_task:
+    """``pywren_task.map``, ``pywren_task.map_reduce``, ``pywren_task.call_async``."""
+
+    map = staticmethod(pywren_map_task)
+    map_reduce = staticmethod(pywren_map_reduce_task)
+    call_async = staticmethod(pywren_call_async_task)
