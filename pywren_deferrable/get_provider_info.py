@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "extra-links": ["pywren_deferrable.links.PyWrenJobLink"],
         "task-decorators": [
             {"name": "pywren_map", "class-name": "pywren_deferrable.decorators.pywren_map_task"},
             {

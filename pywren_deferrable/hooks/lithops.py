@@ -78,6 +78,11 @@ class LithopsHook(BaseHook):
             raise self._not_found(err) from None
         return self._config_from(conn)
 
+    def console_url_template(self) -> str | None:
+        """The Connection's ``console_url`` (extra), a template for the job link, if set."""
+        template = self.get_connection(self.lithops_conn_id).extra_dejson.get("console_url")
+        return template if isinstance(template, str) and template else None
+
     def get_executor(self, config: dict[str, Any] | None = None) -> Any:
         """A Lithops ``FunctionExecutor`` for the Connection."""
         import lithops

@@ -19,6 +19,7 @@ from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.lineage import afind_reusable, aforget, aremember, task_lineage
+from pywren_deferrable.links import PyWrenJobLink, job_console_url
 from pywren_deferrable.operators.validation import (
     check_module_list,
     check_optional_positive_int,
@@ -60,6 +61,7 @@ class PyWrenBaseOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("pywren_executor_config", "extra_env")
+    operator_extra_links = (PyWrenJobLink(),)
     ui_color = "#a8d5f7"
     call_type = "map"
 
@@ -216,7 +218,16 @@ class PyWrenBaseOperator(BaseOperator):
         )
         if job.runner_log:
             self.log.info("Local job hosted by runner pid %s, log: %s", job.runner_pid, job.runner_log)
+        self.publish_link(context, job)
         return job
+
+    def publish_link(self, context: Any, job: JobRef) -> None:
+        """Store the job's console URL for the "Lithops job data" extra link."""
+        ti = context.get("ti") if hasattr(context, "get") else None
+        url = job_console_url(job, self._hook().console_url_template())
+        push = getattr(ti, "xcom_push", None)
+        if url and push is not None:
+            push(key=PyWrenJobLink().xcom_key, value=url)
 
     def wait_for_job(self, context: Any, job: JobRef, *, deadline: float | None, **state: Any) -> Any:
         """Defer until ``job`` ends (or, with ``deferrable=False``, wait here), then resume

@@ -271,3 +271,28 @@ def test_memory_and_module_options_reach_lithops(lithops_conn: str) -> None:
     assert spec.options["exclude_modules"] == ["numpy"]
     mapper = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1], runtime_memory=512)
     assert mapper.build_spec({}, mapper._hook().get_config()).options["runtime_memory"] == 512
+
+
+def test_job_link_is_published_from_the_connection_template(
+    monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str
+) -> None:
+    import json
+
+    from pywren_deferrable.embedded import embedded_connection
+
+    conn = embedded_connection(s3_server.endpoint, bucket)
+    conn["extra"]["console_url"] = "{endpoint}/browser/{bucket}/{prefix}"
+    monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", json.dumps(conn))
+
+    class RecordingTI(FakeTI):
+        pushed: dict[str, Any] = {}
+
+        def xcom_push(self, key: str, value: Any) -> None:
+            self.pushed[key] = value
+
+    ti = RecordingTI({})
+    op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1], wait_for_result=False)
+    job = op.execute({"ti": ti})
+    assert ti.pushed["_link_PyWrenJobLink"] == (
+        f"{s3_server.endpoint}/browser/{bucket}/lithops.jobs/{job['executor_id']}-M000/"
+    )
