@@ -25,7 +25,11 @@ with DAG(
     tags=["pywren", "example"],
 ) as dag:
     from_upstream = PyWrenMapOperator(
-        task_id="from_upstream", map_function=add, map_iterdata=numbers(), extra_params={"y": 1}, poll_interval=2
+        task_id="from_upstream",
+        map_function=add,
+        map_iterdata=numbers(),
+        extra_params={"y": 1},
+        poll_interval=2,
     )
     from_jinja = PyWrenMapOperator(
         task_id="from_jinja",
