@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -29,4 +29,4 @@ def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    return cast(T, box["value"])

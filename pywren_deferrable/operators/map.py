@@ -6,7 +6,7 @@ import copy
 import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pywren_deferrable.config import S3_STORAGE_BACKENDS
 from pywren_deferrable.operators.base import PyWrenBaseOperator
@@ -187,8 +187,11 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         """The inputs: rendered ``map_iterdata`` or the upstream XCom, checked again."""
         source = self.iterdata_from_task
         if isinstance(source, str):
-            return check_iterdata(
-                f"the return value of task {source!r}", context["ti"].xcom_pull(task_ids=source)
+            return cast(
+                list[Any],
+                check_iterdata(
+                    f"the return value of task {source!r}", context["ti"].xcom_pull(task_ids=source)
+                ),
             )
         if isinstance(source, dict):
             ((name, task_id),) = source.items()
@@ -198,7 +201,7 @@ class PyWrenMapOperator(PyWrenBaseOperator):
             return [{name: value} for value in values]
         if is_deferred_value(self.map_iterdata):
             raise TypeError(f"map_iterdata was not rendered: {self.map_iterdata!r:.80}")
-        return check_iterdata("map_iterdata", self.map_iterdata)
+        return cast(list[Any], check_iterdata("map_iterdata", self.map_iterdata))
 
     def map_options(self) -> dict[str, Any]:
         """Lithops ``map()`` keyword arguments from the seed's parameter names."""

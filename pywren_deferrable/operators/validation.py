@@ -8,7 +8,7 @@ later (XComArg, Jinja strings) are let through here and checked again at execute
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk.definitions._internal.mixins import ResolveMixin
 
@@ -21,7 +21,7 @@ def is_deferred_value(value: Any) -> bool:
 def check_callable(name: str, value: Any) -> Callable[..., Any]:
     if not callable(value):
         raise TypeError(f"{name} must be a callable (a function), got {type(value).__name__}: {value!r:.80}")
-    return value
+    return cast(Callable[..., Any], value)
 
 
 def check_payload_function(name: str, value: Any) -> Callable[..., Any]:
@@ -51,7 +51,8 @@ def check_optional_positive_number(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def check_str_dict(name: str, value: Any) -> dict[str, str] | None:
+def check_str_dict(name: str, value: Any) -> Any:
+    """A dict of str to str (or a value Airflow renders later), else ``TypeError``."""
     if value is None or is_deferred_value(value):
         return value
     if not isinstance(value, Mapping):
@@ -92,7 +93,8 @@ def check_iterdata(name: str, value: Any) -> Any:
     return items
 
 
-def check_extra_params(name: str, value: Any) -> dict[str, Any] | tuple[Any, ...] | None:
+def check_extra_params(name: str, value: Any) -> Any:
+    """Keyword arguments (dict) or positional ones (tuple), or a value rendered later."""
     if value is None or is_deferred_value(value):
         return value
     if isinstance(value, Mapping):

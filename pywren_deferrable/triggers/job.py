@@ -83,7 +83,7 @@ class PyWrenJobTrigger(BaseTrigger):
         resume_state: dict[str, Any] | None = None,
         clean_data: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.job = JobRef.from_dict(job)  # validate before anything is polled
         self.lithops_conn_id = lithops_conn_id
         self.poll_interval = float(poll_interval)
@@ -120,7 +120,7 @@ class PyWrenJobTrigger(BaseTrigger):
             "resume_state": self.resume_state,
         }
         payload.update(extra)
-        return TriggerEvent(payload)
+        return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
     def _failed_event(self, result: PollResult) -> TriggerEvent:
         failed = result.failed
