@@ -192,9 +192,16 @@ class S3Credentials:
     access_key_id: str | None
     secret_access_key: str | None
     session_token: str | None = None
+    # IBM COS with an IAM API key instead of HMAC keys: requests carry IAM bearer tokens.
+    iam_api_key: str | None = None
+    iam_endpoint: str | None = None  # None: https://iam.cloud.ibm.com/identity/token
+    service_instance_id: str | None = None  # sent only where COS needs it (ListBuckets)
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        return f"S3Credentials(access_key_id={'***' if self.access_key_id else None})"
+        text = f"S3Credentials(access_key_id={'***' if self.access_key_id else None}"
+        if self.iam_api_key:
+            text += ", iam_api_key=***"
+        return text + ")"
 
 
 def storage_location(config: dict[str, Any]) -> StorageLocation:
@@ -235,16 +242,25 @@ def storage_location(config: dict[str, Any]) -> StorageLocation:
 
 
 def s3_credentials(config: dict[str, Any]) -> S3Credentials:
-    """The HMAC keys for the S3 storage named in ``config``."""
+    """The credentials for the S3 storage named in ``config``: HMAC keys, or for IBM COS
+    without both HMAC keys, its IAM API key (as Lithops' ibm_cos backend chooses)."""
     storage = config["lithops"]["storage"]
     section = dict(config.get(storage) or {})
     if storage == "aws_s3":
         section = {**(config.get("aws") or {}), **section}
-    if storage == "ibm_cos" and "access_key_id" not in section and section.get("api_key"):
-        raise NotImplementedError(
-            "IBM COS IAM API-key authentication is not supported by the trigger yet; "
-            "set HMAC keys (access_key_id/secret_access_key, or the Connection's login/password)"
-        )
+    if storage == "ibm_cos":
+        # Lithops fills ibm_cos from the ``ibm`` section (ibm_cos keys win), prefers HMAC
+        # keys when both are set, then ``api_key``, then ``iam_api_key``.
+        section = {**(config.get("ibm") or {}), **section}
+        api_key = section.get("api_key") or section.get("iam_api_key")
+        if api_key and not (section.get("access_key_id") and section.get("secret_access_key")):
+            return S3Credentials(
+                access_key_id=None,
+                secret_access_key=None,
+                iam_api_key=api_key,
+                iam_endpoint=section.get("iam_endpoint"),
+                service_instance_id=section.get("service_instance_id"),
+            )
     return S3Credentials(
         access_key_id=section.get("access_key_id"),
         secret_access_key=section.get("secret_access_key"),

@@ -19,8 +19,10 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore import UNSIGNED
 
 from pywren_deferrable.config import S3Credentials
+from pywren_deferrable.hooks.ibm_iam import IamBearerAuth, is_loopback_url, shared_token_manager
 
 DEFAULT_MAX_POOL_CONNECTIONS = 32
 
@@ -40,6 +42,10 @@ def _pool_key(endpoint: str | None, region: str | None, credentials: S3Credentia
     # The secret is hashed so that the key (which may show up in a debugger) holds no secret.
     secret_digest = hashlib.sha256((credentials.secret_access_key or "").encode()).hexdigest()
     token_digest = hashlib.sha256((credentials.session_token or "").encode()).hexdigest()
+    # IAM (bearer token) clients are a different kind of client than HMAC ones.
+    iam_digest = (
+        hashlib.sha256(credentials.iam_api_key.encode()).hexdigest() if credentials.iam_api_key else None
+    )
     return (
         id(asyncio.get_running_loop()),
         endpoint,
@@ -47,6 +53,9 @@ def _pool_key(endpoint: str | None, region: str | None, credentials: S3Credentia
         credentials.access_key_id,
         secret_digest,
         token_digest,
+        iam_digest,
+        credentials.iam_endpoint,
+        credentials.service_instance_id,
     )
 
 
@@ -61,6 +70,15 @@ def _lock() -> asyncio.Lock:
 def active_clients() -> int:
     """How many shared clients are open (for tests and benchmarks)."""
     return len(_entries)
+
+
+def _iam_auth(endpoint: str | None, credentials: S3Credentials) -> IamBearerAuth:
+    """What adds IAM bearer tokens to the requests of an unsigned client."""
+    assert credentials.iam_api_key
+    if endpoint and endpoint.startswith("http://") and not is_loopback_url(endpoint):
+        raise ValueError(f"refusing to send IAM bearer tokens over plain http to {endpoint!r}; use https")
+    manager = shared_token_manager(credentials.iam_api_key, credentials.iam_endpoint)
+    return IamBearerAuth(manager, credentials.service_instance_id)
 
 
 @asynccontextmanager
@@ -87,6 +105,10 @@ async def shared_s3_client(
                 # hosts need DNS for every bucket, which a 127.0.0.1 endpoint has not.
                 s3={"addressing_style": "path"},
             )
+            auth = _iam_auth(endpoint, credentials) if credentials.iam_api_key else None
+            if auth is not None:
+                # Unsigned: the IAM bearer token is the only authentication.
+                config = config.merge(AioConfig(signature_version=UNSIGNED))
             context = get_session().create_client(
                 "s3",
                 endpoint_url=endpoint,
@@ -97,6 +119,8 @@ async def shared_s3_client(
                 config=config,
             )
             client = await context.__aenter__()
+            if auth is not None:
+                auth.register(client)
             entry = _entries[key] = _Entry(client=client, context=context, users=0)
         entry.users += 1
     try:

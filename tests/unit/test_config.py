@@ -340,12 +340,6 @@ def test_s3_credentials_aws_s3_merges_aws_section():
     assert s3_credentials(config) == S3Credentials("AWSID", "AWSSECRET", "TOK")
 
 
-def test_s3_credentials_ibm_cos_api_key_only_not_implemented():
-    config = {"lithops": {"storage": "ibm_cos"}, "ibm_cos": {"region": "eu-de", "api_key": "k"}}
-    with pytest.raises(NotImplementedError, match="HMAC"):
-        s3_credentials(config)
-
-
 def test_s3_credentials_ibm_cos_api_key_with_hmac_ok():
     config = build_lithops_config(
         {"lithops": {"backend": "code_engine", "storage": "ibm_cos"}, "ibm_cos": {"api_key": "k"}},
