@@ -43,7 +43,7 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
     def __init__(
         self,
         *,
-        reduce_function: Callable[..., Any],
+        reduce_function: Callable[..., Any] | None = None,
         map_runtime_memory: int | None = None,
         reduce_runtime_memory: int | None = None,
         reducer_one_per_object: bool = False,
@@ -52,6 +52,8 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
     ) -> None:
         if "reduce_funtion" in kwargs:  # the seed README's own typo
             raise TypeError("reduce_funtion is a typo (in the seed's README): use reduce_function")
+        if reduce_function is None:
+            raise TypeError("reduce_function is required: the function that reduces the map results")
         super().__init__(**kwargs)
         self.reduce_function = check_payload_function("reduce_function", reduce_function)
         self.map_runtime_memory = check_optional_positive_int("map_runtime_memory", map_runtime_memory)
