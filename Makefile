@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: install demo test lint unit integration e2e benchmarks clean
+.PHONY: install demo test lint docs unit integration e2e benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
@@ -22,9 +22,13 @@ lint: install
 	$(VENV)/bin/ruff check pywren_deferrable tests scripts example_dags benchmarks
 	$(VENV)/bin/ruff format --check pywren_deferrable tests scripts example_dags benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+docs: install
+	$(VENV)/bin/mkdocs serve
 
 unit: install
 	$(PY) -m pytest -q tests/unit
