@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: install demo test lint docs unit integration e2e benchmarks clean
+.PHONY: install demo test lint wheel-check docs unit integration e2e benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
@@ -24,7 +24,10 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
-test: lint
+wheel-check: install
+	PYTHON=$(PYTHON) bash scripts/check_wheel.sh
+
+test: lint wheel-check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 docs: install
