@@ -145,7 +145,11 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
     futures = run_on_executor(fexec, spec)
     wait_until_dispatched(fexec, timeout=timeout)
     fexec.job_monitor.stop()
-    summary = job_summary(fexec, futures)
+    return job_ref(spec, job_summary(fexec, futures), submitted_at)
+
+
+def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runner: Any) -> JobRef:
+    """The JobRef of ``spec`` submitted at ``submitted_at``, from :func:`job_summary`."""
     return JobRef(
         executor_id=summary["executor_id"],
         job_ids=tuple(summary["job_ids"]),
@@ -155,6 +159,7 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
         lithops_version=summary["lithops_version"],
         submitted_at=submitted_at,
         call_timeout=call_timeout(spec),
+        **runner,
     )
 
 
@@ -222,18 +227,7 @@ def submit_detached(
     os.remove(handshake_path)
     if "error" in summary:
         raise SubmitError(f"Lithops refused the job: {summary['error']}\n(runner log: {log_path})")
-    return JobRef(
-        executor_id=summary["executor_id"],
-        job_ids=tuple(summary["job_ids"]),
-        total_calls=summary["total_calls"],
-        storage=storage_location(spec.config),
-        call_type=spec.call_type,
-        lithops_version=summary["lithops_version"],
-        runner_pid=process.pid,
-        runner_log=log_path,
-        submitted_at=submitted_at,
-        call_timeout=call_timeout(spec),
-    )
+    return job_ref(spec, summary, submitted_at, runner_pid=process.pid, runner_log=log_path)
 
 
 def _remove_quietly(path: str) -> None:

@@ -39,9 +39,11 @@ def _iterdata_and_extra(op_args: Sequence[Any], op_kwargs: dict[str, Any], name:
     return op_args[0], dict(op_kwargs) or None
 
 
-class _PyWrenMapDecoratedOperator(DecoratedOperator, PyWrenMapOperator):
-    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *PyWrenMapOperator.template_fields)
-    custom_operator_name = "@task.pywren_map"
+class _MapDecoratedOperator(DecoratedOperator):
+    """Turns the call of a decorated map function into the map operator's arguments.
+    (A BaseOperator subclass, not a plain mixin: Airflow wraps every operator __init__.)"""
+
+    decorator_name = "pywren_task.map"
 
     def __init__(
         self,
@@ -51,7 +53,7 @@ class _PyWrenMapDecoratedOperator(DecoratedOperator, PyWrenMapOperator):
         op_kwargs: Any = None,
         **kwargs: Any,
     ):
-        iterdata, extra = _iterdata_and_extra(list(op_args or []), dict(op_kwargs or {}), "pywren_task.map")
+        iterdata, extra = _iterdata_and_extra(list(op_args or []), dict(op_kwargs or {}), self.decorator_name)
         kwargs.setdefault("extra_params", extra)
         super().__init__(
             python_callable=python_callable,
@@ -63,33 +65,18 @@ class _PyWrenMapDecoratedOperator(DecoratedOperator, PyWrenMapOperator):
         )
 
 
-class _PyWrenMapReduceDecoratedOperator(DecoratedOperator, PyWrenMapReduceOperator):
+class _PyWrenMapDecoratedOperator(_MapDecoratedOperator, PyWrenMapOperator):
+    template_fields: Sequence[str] = (*DecoratedOperator.template_fields, *PyWrenMapOperator.template_fields)
+    custom_operator_name = "@task.pywren_map"
+
+
+class _PyWrenMapReduceDecoratedOperator(_MapDecoratedOperator, PyWrenMapReduceOperator):
     template_fields: Sequence[str] = (
         *DecoratedOperator.template_fields,
         *PyWrenMapReduceOperator.template_fields,
     )
     custom_operator_name = "@task.pywren_map_reduce"
-
-    def __init__(
-        self,
-        *,
-        python_callable: Callable[..., Any],
-        op_args: Any = None,
-        op_kwargs: Any = None,
-        **kwargs: Any,
-    ):
-        iterdata, extra = _iterdata_and_extra(
-            list(op_args or []), dict(op_kwargs or {}), "pywren_task.map_reduce"
-        )
-        kwargs.setdefault("extra_params", extra)
-        super().__init__(
-            python_callable=python_callable,
-            op_args=op_args,
-            op_kwargs=op_kwargs,
-            map_function=python_callable,
-            map_iterdata=iterdata,
-            **kwargs,
-        )
+    decorator_name = "pywren_task.map_reduce"
 
 
 class _PyWrenCallAsyncDecoratedOperator(DecoratedOperator, PyWrenCallAsyncOperator):
