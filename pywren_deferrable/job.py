@@ -17,7 +17,7 @@ Layout written by Lithops::
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 JOBS_PREFIX = "lithops.jobs"
@@ -217,7 +217,6 @@ class JobRef:
     runner_log: str | None = None
     submitted_at: float | None = None
     call_timeout: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_executor_id(self.executor_id)

@@ -183,7 +183,7 @@ def test_jobref_properties():
 
 
 def test_jobref_round_trip_through_json():
-    ref = _ref(runner_pid=1234, runner_log="/tmp/runner.log", extra={"k": [1, 2]})
+    ref = _ref(runner_pid=1234, runner_log="/tmp/runner.log", submitted_at=1.5, call_timeout=60.0)
     data = ref.to_dict()
     assert data["job_ids"] == ["M000", "R000"]
     assert data["storage"] == {
