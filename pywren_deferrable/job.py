@@ -17,7 +17,7 @@ Layout written by Lithops::
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 JOBS_PREFIX = "lithops.jobs"
@@ -250,11 +250,20 @@ class JobRef:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRef:
-        """Inverse of :meth:`to_dict`; validates every field."""
+        """Inverse of :meth:`to_dict`; validates every field.
+
+        Keys this version does not know are ignored: a JobRef serialized by another
+        version of the provider (a task deferred across an upgrade) must still load.
+        """
         if not isinstance(data, dict):
             raise TypeError(f"a JobRef must be a dict, got {type(data).__name__}")
-        fields = dict(data)
-        fields["storage"] = StorageLocation(**fields["storage"])
-        fields["job_ids"] = tuple(fields["job_ids"])
-        fields["total_calls"] = {str(k): v for k, v in fields["total_calls"].items()}
-        return cls(**fields)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        storage = data.get("storage")
+        if not isinstance(storage, dict):
+            raise TypeError("a JobRef needs its storage location (a dict)")
+        storage_known = {f.name for f in fields(StorageLocation)}
+        values["storage"] = StorageLocation(**{k: v for k, v in storage.items() if k in storage_known})
+        values["job_ids"] = tuple(values.get("job_ids") or ())
+        values["total_calls"] = {str(k): v for k, v in (values.get("total_calls") or {}).items()}
+        return cls(**values)

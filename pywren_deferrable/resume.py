@@ -30,7 +30,10 @@ def job_from_event(event: Any) -> JobRef:
     """Check a trigger event's shape and return its job."""
     if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
         raise AirflowException(f"unexpected trigger event: {event!r:.300}")
-    return JobRef.from_dict(event["job"])
+    try:
+        return JobRef.from_dict(event["job"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise AirflowException(f"Lithops job {event['status']}: {event.get('message')} ({err})") from None
 
 
 def finish_job(

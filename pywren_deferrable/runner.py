@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -21,7 +23,7 @@ from typing import Any
 
 import cloudpickle
 
-from pywren_deferrable.submit import JobSpec, job_summary, run_on_executor
+from pywren_deferrable.submit import PRIVATE_TMPDIR_ENV, JobSpec, job_summary, run_on_executor
 
 log = logging.getLogger("pywren_deferrable.runner")
 
@@ -31,6 +33,13 @@ def _write_atomically(path: str, payload: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(payload, handle)
     os.replace(tmp, path)  # the submitter polls for the final name
+
+
+def remove_private_tmpdir() -> None:
+    """Delete the private TMPDIR the submitter gave this runner (see submit_detached)."""
+    private_tmp = os.environ.get(PRIVATE_TMPDIR_ENV)
+    if private_tmp and os.path.realpath(private_tmp) == os.path.realpath(tempfile.gettempdir()):
+        shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 def _job_threads(fexec: Any) -> list[threading.Thread]:
@@ -58,6 +67,7 @@ def host(spec: JobSpec, deadline: float | None, handshake_path: str) -> int:
         # of their own, so they are stopped through Lithops, not by signalling our group.
         log.warning("signal %d: stopping the local job", signum)
         fexec.compute_handler.clear()
+        remove_private_tmpdir()
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -85,7 +95,10 @@ def main(argv: list[str]) -> int:
     with open(spec_path, "rb") as handle:
         payload = cloudpickle.load(handle)
     os.remove(spec_path)
-    return host(payload["spec"], payload["deadline"], handshake_path)
+    try:
+        return host(payload["spec"], payload["deadline"], handshake_path)
+    finally:
+        remove_private_tmpdir()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import storage_location
-from pywren_deferrable.job import JobRef
+from pywren_deferrable.job import STORAGE_LOCALHOST, JobRef
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ CALL_TYPES = ("call_async", "map", "map_reduce")
 DEFAULT_SUBMIT_TIMEOUT = 600.0
 LITHOPS_DEFAULT_EXECUTION_TIMEOUT = 1800  # lithops.constants, when the config sets none
 RUNNER_DIR_ENV = "PYWREN_DEFERRABLE_RUNNER_DIR"
+PRIVATE_TMPDIR_ENV = "PYWREN_DEFERRABLE_PRIVATE_TMPDIR"
 
 
 class SubmitError(RuntimeError):
@@ -197,6 +198,13 @@ def submit_detached(
         cloudpickle.dump({"spec": spec, "deadline": deadline}, handle)
     # The runner must import what the task could import (the DAG folder, plugins...).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    if storage_location(spec.config).kind != STORAGE_LOCALHOST:
+        # Each Lithops localhost executor deletes and re-copies Lithops into
+        # $TMPDIR/lithops-<user>/, under the feet of another job's workers: concurrent
+        # jobs then lose calls. A private TMPDIR per runner keeps them apart. (Lithops'
+        # localhost *storage* lives there too, so jobs using it must share the default.)
+        env["TMPDIR"] = tempfile.mkdtemp(prefix=f"{safe}-tmp-", dir=directory)
+        env[PRIVATE_TMPDIR_ENV] = env["TMPDIR"]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "pywren_deferrable.runner", spec_path, handshake_path],

@@ -67,6 +67,18 @@ def _lock() -> asyncio.Lock:
     return lock
 
 
+_SESSION: Any = None
+
+
+def _session() -> Any:
+    """One aiobotocore session per process: creating one loads botocore's data files,
+    which blocks the event loop for ~0.1 s each time."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = get_session()
+    return _SESSION
+
+
 def active_clients() -> int:
     """How many shared clients are open (for tests and benchmarks)."""
     return len(_entries)
@@ -109,7 +121,7 @@ async def shared_s3_client(
             if auth is not None:
                 # Unsigned: the IAM bearer token is the only authentication.
                 config = config.merge(AioConfig(signature_version=UNSIGNED))
-            context = get_session().create_client(
+            context = _session().create_client(
                 "s3",
                 endpoint_url=endpoint,
                 region_name=region or "us-east-1",

@@ -84,7 +84,14 @@ class PyWrenJobTrigger(BaseTrigger):
         clean_data: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.job = JobRef.from_dict(job)  # validate before anything is polled
+        self.job_data = job
+        # A trigger that fails to inflate in the triggerer would take other triggers down
+        # with it (Airflow 3.3), so an invalid job becomes an ``error`` event instead.
+        self.invalid: str | None = None
+        try:
+            self.job = JobRef.from_dict(job)
+        except (TypeError, ValueError, KeyError) as err:
+            self.invalid = f"invalid job reference: {err}"
         self.lithops_conn_id = lithops_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
@@ -99,7 +106,7 @@ class PyWrenJobTrigger(BaseTrigger):
         return (
             f"{self.__class__.__module__}.{self.__class__.__qualname__}",
             {
-                "job": self.job.to_dict(),
+                "job": self.job_data if self.invalid else self.job.to_dict(),
                 "lithops_conn_id": self.lithops_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
@@ -114,9 +121,9 @@ class PyWrenJobTrigger(BaseTrigger):
         payload: dict[str, Any] = {
             "status": status,
             "message": message,
-            "job": self.job.to_dict(),
+            "job": self.job_data if self.invalid else self.job.to_dict(),
             "done": result.done if result else 0,
-            "total": self.job.calls,
+            "total": 0 if self.invalid else self.job.calls,
             "resume_state": self.resume_state,
         }
         payload.update(extra)
@@ -149,6 +156,8 @@ class PyWrenJobTrigger(BaseTrigger):
         from pywren_deferrable.results import aclean_job
         from pywren_deferrable.submit import stop_runner
 
+        if self.invalid:
+            return
         if await asyncio.to_thread(stop_runner, self.job):
             self.log.info("stopped the local runner of job %s", self.job.executor_id)
         if self.clean_data:
@@ -166,6 +175,8 @@ class PyWrenJobTrigger(BaseTrigger):
 
     async def wait_for_event(self) -> TriggerEvent:
         """Poll until the job ends, fails, times out or storage stays unreachable."""
+        if self.invalid:
+            return self._event(EVENT_ERROR, None, self.invalid)
         hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
         poller = JobPoller(self.job)
         interval = min(MIN_POLL_INTERVAL, self.poll_interval)

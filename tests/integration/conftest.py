@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,9 +18,15 @@ from pywren_deferrable.submit import JobSpec, submit_detached
 
 
 def _kill_runner(job: JobRef) -> None:
-    if job.runner_pid:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(job.runner_pid, signal.SIGKILL)  # the runner leads its own session
+    """SIGTERM first (the runner stops its job and removes its private TMPDIR), then SIGKILL."""
+    if not job.runner_pid:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(job.runner_pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(job.runner_pid, 0)
+            time.sleep(0.1)
+        os.killpg(job.runner_pid, signal.SIGKILL)  # the runner leads its own session
 
 
 @pytest.fixture

@@ -135,8 +135,22 @@ def test_serialize_round_trip_keeps_every_argument(tmp_path) -> None:
     assert kwargs["resume_state"] == {"phase": "map"} and kwargs["clean_data"] is True
 
 
-def test_bad_job_is_rejected_when_the_trigger_is_built(tmp_path) -> None:
+async def test_bad_job_gives_an_error_event_instead_of_failing_to_inflate(tmp_path) -> None:
+    """Airflow 3.3's triggerer stops running *every* trigger after one fails to inflate."""
     job = make_job(str(tmp_path), 1)
     job["executor_id"] = "../../etc"
-    with pytest.raises(ValueError, match="executor_id"):
-        PyWrenJobTrigger(job=job)
+    trigger = PyWrenJobTrigger(job=job)
+    assert trigger.serialize()[1]["job"] == job
+    event = (await trigger.wait_for_event()).payload
+    assert event["status"] == "error"
+    assert "invalid job reference" in event["message"] and "executor_id" in event["message"]
+    await trigger.on_kill()  # nothing to stop, and no crash
+
+
+def test_job_from_a_newer_or_older_version_still_loads(tmp_path) -> None:
+    job = make_job(str(tmp_path), 1)
+    job["added_in_a_later_version"] = {"x": 1}
+    job["storage"]["also_new"] = True
+    trigger = PyWrenJobTrigger(job=job)
+    assert trigger.invalid is None
+    assert trigger.job.total_calls == {"M000": 1}
