@@ -21,10 +21,12 @@ def _kill_runner(job: JobRef) -> None:
     """SIGTERM first (the runner stops its job and removes its private TMPDIR), then SIGKILL."""
     if not job.runner_pid:
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    with contextlib.suppress(ProcessLookupError, PermissionError, FileNotFoundError):
         os.kill(job.runner_pid, signal.SIGTERM)
         for _ in range(50):
-            os.kill(job.runner_pid, 0)
+            with open(f"/proc/{job.runner_pid}/stat") as stat:
+                if stat.read().split()[2] == "Z":  # exited, not yet reaped
+                    return
             time.sleep(0.1)
         os.killpg(job.runner_pid, signal.SIGKILL)  # the runner leads its own session
 
