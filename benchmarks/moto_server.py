@@ -22,11 +22,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
-import boto3
-
-from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, free_port
+from pywren_deferrable.embedded import LocalS3Server, free_port
 
 
 def _load(bucket: str, path: str) -> int:
@@ -75,17 +72,14 @@ def main() -> None:
     run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
-class MotoServer:
-    """A moto S3 server process on 127.0.0.1 that can be bulk-loaded."""
+class MotoServer(LocalS3Server):
+    """The embedded default's moto server, started so that it can also be bulk-loaded
+    (objects put straight into its backend through a command pipe, not over HTTP)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[str] | None = None
+        super().__init__(port=free_port())
+        self.process: subprocess.Popen[str] | None = None  # type: ignore[assignment]
         self._lock = threading.Lock()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -125,19 +119,6 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    def client(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=EMBEDDED_ACCESS_KEY,
-            aws_secret_access_key=EMBEDDED_SECRET_KEY,
-            region_name="us-east-1",
-        )
-
-    def create_bucket(self, name: str) -> str:
-        self.client().create_bucket(Bucket=name)
-        return name
 
     def load(self, bucket: str, objects: list[tuple[str, bytes]], scratch_dir: str) -> None:
         """Put ``objects`` into ``bucket`` directly in moto's backend (not over HTTP)."""
