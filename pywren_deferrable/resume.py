@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
+from pywren_deferrable.lineage import aforget
 from pywren_deferrable.results import (
     aclean_job,
     afailure_report,
@@ -44,6 +45,7 @@ def finish_job(
     clean_data: bool = False,
     also_clean: list[dict[str, Any]] | None = None,
     max_xcom_bytes: int | None = None,
+    forget_key: str | None = None,
     log: Any = log,
 ) -> Any:
     """Act on a trigger event.
@@ -53,7 +55,9 @@ def finish_job(
     tracebacks, or saying why the job timed out. With ``clean_data`` the job's objects
     (and those of the ``also_clean`` jobs) are deleted either way, except the results
     that ``fetch=False`` points to. Results over ``max_xcom_bytes`` (pickled) are not
-    returned: their locations are, and they are kept.
+    returned: their locations are, and they are kept. On success the lineage marker
+    ``forget_key`` is deleted too (see :mod:`pywren_deferrable.lineage`), in the same
+    storage session.
     """
     job = job_from_event(event)
     status = event["status"]
@@ -63,13 +67,19 @@ def finish_job(
 
     async def finish() -> Any:
         async with hook.status_source_from_config(job.storage, config) as source:
+
+            async def succeed(value: Any) -> Any:
+                if forget_key:  # done: a later, deliberate re-run of the task computes afresh
+                    await aforget(source, forget_key)
+                return value
+
             try:
                 if status == EVENT_SUCCESS:
                     if fetch:
                         results = await afetch_results(source, job)
                         size = results_size(results)
                         if max_xcom_bytes is None or size <= max_xcom_bytes or custom_xcom_backend():
-                            return results
+                            return await succeed(results)
                         log.warning(
                             "The results take %d bytes, over max_xcom_bytes=%d: returning where they "
                             "are instead of pushing them through XCom (and keeping them)",
@@ -77,7 +87,7 @@ def finish_job(
                             max_xcom_bytes,
                         )
                         kept.append(True)
-                    return [loc.__dict__ for loc in result_locations(job)]
+                    return await succeed([loc.__dict__ for loc in result_locations(job)])
                 if status == EVENT_FAILED:
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")

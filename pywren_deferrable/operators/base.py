@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator
 from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
-from pywren_deferrable.lineage import afind_reusable, aforget, aremember, task_lineage
+from pywren_deferrable.lineage import afind_reusable, aremember, task_lineage
 from pywren_deferrable.links import PyWrenJobLink, job_console_url
 from pywren_deferrable.operators.validation import (
     check_module_list,
@@ -260,15 +260,17 @@ class PyWrenBaseOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: fetch results or fail with the remote errors."""
         also_clean = self.resume_state(event).get("also_clean")
-        results = self.shape_results(self.finish_job(event, also_clean=also_clean))
-        lineage = task_lineage(context)
-        if lineage:  # done: a later, deliberate re-run of this task computes afresh
-            job = JobRef.from_dict(event["job"])  # type: ignore[index]
-            self._storage(self._hook().get_config(), job.storage, lambda s: aforget(s, lineage))
-        return results
+        return self.shape_results(
+            self.finish_job(event, also_clean=also_clean, forget_key=task_lineage(context))
+        )
 
     def finish_job(
-        self, event: Any, *, fetch: bool | None = None, also_clean: list[dict[str, Any]] | None = None
+        self,
+        event: Any,
+        *,
+        fetch: bool | None = None,
+        also_clean: list[dict[str, Any]] | None = None,
+        forget_key: str | None = None,
     ) -> Any:
         """See :func:`pywren_deferrable.resume.finish_job`."""
         return finish_job(
@@ -278,6 +280,7 @@ class PyWrenBaseOperator(BaseOperator):
             clean_data=self.clean_data,
             also_clean=also_clean,
             max_xcom_bytes=self.max_xcom_bytes,
+            forget_key=forget_key,
             log=self.log,
         )
 
