@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
-from pywren_deferrable.embedded import LocalS3Server, free_port
+from pywren_deferrable.embedded import LocalS3Server, free_port, stop_process
 
 
 def _load(bucket: str, path: str) -> int:
@@ -113,12 +113,7 @@ class MotoServer(LocalS3Server):
         with contextlib.suppress(OSError):
             assert self.process.stdin is not None
             self.process.stdin.close()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
     def load(self, bucket: str, objects: list[tuple[str, bytes]], scratch_dir: str) -> None:
         """Put ``objects`` into ``bucket`` directly in moto's backend (not over HTTP)."""

@@ -248,13 +248,9 @@ class Responder:
         raise RuntimeError("the S3 responder did not start")
 
     def __exit__(self, *_: Any) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from pywren_deferrable.embedded import stop_process
+
+        stop_process(self.process)
 
     def cpu_seconds(self) -> float:
         from benchmarks.moto_server import process_cpu_seconds

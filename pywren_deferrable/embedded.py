@@ -29,6 +29,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[Any] | None, grace: float = 10.0) -> None:
+    """Terminate ``process`` if it runs, and kill it if it has not exited after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class LocalS3Server:
     """A moto S3 server process on 127.0.0.1.
@@ -69,13 +81,7 @@ class LocalS3Server:
 
     def stop(self) -> None:
         """Stop the server (its data is lost)."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def client(self) -> Any:
         """A boto3 S3 client for this server."""
