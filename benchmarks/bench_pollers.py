@@ -94,7 +94,7 @@ def job_ref(index: int, endpoint: str) -> JobRef:
         total_calls={"M000": CALLS},
         storage=StorageLocation(kind="s3", bucket=BUCKET, backend="minio", endpoint=endpoint),
         call_type="map",
-        lithops_version="3.8.0",
+        engine_version="3.8.0",
     )
 
 

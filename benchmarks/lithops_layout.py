@@ -171,7 +171,7 @@ class JobLayout:
             total_calls={self.job_id: self.calls},
             storage=StorageLocation(kind="s3", bucket=bucket, backend="minio", endpoint=endpoint),
             call_type="map",
-            lithops_version=self.template.lithops_version,
+            engine_version=self.template.lithops_version,
         )
 
 

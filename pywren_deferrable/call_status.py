@@ -1,5 +1,8 @@
 """Parse a Lithops call's ``status.json`` safely (pure functions, no Lithops import).
 
+pywren-ibm-cloud's format is parsed in :mod:`pywren_deferrable.call_status_pywren`;
+:func:`parse_call_status` picks the parser by engine.
+
 ``status.json`` is JSON written by the Lithops worker. Small results travel inline in
 its ``result`` field as the ``repr()`` of their pickle bytes; Lithops turns that back
 with ``eval()``. We use ``ast.literal_eval``, which only accepts a literal. The remote
@@ -13,9 +16,12 @@ import ast
 import base64
 import binascii
 import json
+import pickle
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN
 
 # A runaway log must not cost the triggerer memory: decompress at most this much.
 MAX_LOG_BYTES = 256 * 1024
@@ -87,7 +93,9 @@ def summarize_traceback(traceback: str | None) -> str | None:
     return last[:MAX_ERROR_CHARS]
 
 
-def _literal_bytes(field: str, value: Any) -> bytes:
+def literal_bytes(field: str, value: Any) -> bytes:
+    """The bytes of a status field holding a ``repr()`` of bytes, read with
+    ``ast.literal_eval`` (never ``eval``) and size-capped."""
     if isinstance(value, bytes):
         return value
     if not isinstance(value, str) or len(value) > MAX_INLINE_RESULT_CHARS:
@@ -116,7 +124,7 @@ def parse_status(raw: bytes | str, call_id: str) -> CallStatus:
         error = "the call raised an exception (no traceback in its log)"
     inline = None
     if not failed and data.get("result") is not None:
-        inline = _literal_bytes("result", data["result"])
+        inline = literal_bytes("result", data["result"])
     size = data.get("func_result_size") or 0
     if isinstance(size, bool) or not isinstance(size, int | float):
         raise StatusParseError(f"status of call {call_id}: func_result_size is not a number")
@@ -130,3 +138,23 @@ def parse_status(raw: bytes | str, call_id: str) -> CallStatus:
         has_output_object=(not failed and inline is None and size > 0),
         worker_start=float(start) if isinstance(start, int | float) else None,
     )
+
+
+def parse_call_status(raw: bytes | str, call_id: str, engine: str = ENGINE_LITHOPS) -> CallStatus:
+    """Parse the ``status.json`` of call ``call_id`` as written by ``engine``."""
+    if engine == ENGINE_PYWREN:
+        from pywren_deferrable.call_status_pywren import parse_pywren_status
+
+        return parse_pywren_status(raw, call_id)
+    return parse_status(raw, call_id)
+
+
+def decode_output(raw: bytes, engine: str = ENGINE_LITHOPS) -> Any:
+    """A call's result from its ``output.pickle`` (Lithops pickles the value itself,
+    pywren a ``{'result': value}`` dict). Unpickles: for the worker and the reducer only,
+    and only on the job's own objects; the trigger never calls it."""
+    if engine == ENGINE_PYWREN:
+        from pywren_deferrable.call_status_pywren import decode_pywren_output
+
+        return decode_pywren_output(raw)
+    return pickle.loads(raw)

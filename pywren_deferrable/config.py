@@ -14,7 +14,20 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from pywren_deferrable.job import STORAGE_LOCALHOST, STORAGE_S3, StorageLocation
+from pywren_deferrable.config_pywren import (
+    PYWREN_SECTIONS,
+    build_pywren_config,
+    pywren_s3_keys,
+    pywren_storage_location,
+)
+from pywren_deferrable.job import (
+    ENGINE_LITHOPS,
+    ENGINE_PYWREN,
+    ENGINES,
+    STORAGE_LOCALHOST,
+    STORAGE_S3,
+    StorageLocation,
+)
 
 # Lithops' compute backends (3.8) by config section name.
 COMPUTE_BACKENDS = frozenset(
@@ -54,7 +67,8 @@ STORAGE_BACKENDS = S3_STORAGE_BACKENDS | {
 }
 # Sections that are not backends but may appear in a Lithops config.
 OTHER_SECTIONS = frozenset({"lithops", "aws", "ibm", "gcp", "azure", "aliyun", "oracle", "standalone"})
-CONFIG_SECTIONS = COMPUTE_BACKENDS | STORAGE_BACKENDS | OTHER_SECTIONS
+# pywren-ibm-cloud's sections count too: pywren_executor_config serves both engines.
+CONFIG_SECTIONS = COMPUTE_BACKENDS | STORAGE_BACKENDS | OTHER_SECTIONS | PYWREN_SECTIONS
 # Flat override keys that belong in the ``lithops`` section, as FunctionExecutor's
 # ``mode``/``backend``/``storage``/``monitoring`` arguments do.
 LITHOPS_SECTION_KEYS = frozenset(
@@ -124,6 +138,56 @@ def validate_backend_names(config: dict[str, Any]) -> None:
         raise ValueError(
             f"unknown Lithops storage backend {storage!r}; expected one of {sorted(STORAGE_BACKENDS)}"
         )
+
+
+def connection_engine(extra: dict[str, Any] | None) -> str:
+    """The engine a Connection's extra asks for (``engine``: ``lithops``, the default, or ``pywren``)."""
+    engine = (extra or {}).get("engine") or ENGINE_LITHOPS
+    if engine not in ENGINES:
+        raise ValueError(f"the Connection's engine {engine!r} is not one of {ENGINES}")
+    return str(engine)
+
+
+def engine_of(config: dict[str, Any]) -> str:
+    """The engine a built config is for: a pywren config has a ``pywren`` section and no
+    ``lithops`` one (:func:`build_config` makes sure of it)."""
+    return ENGINE_PYWREN if "pywren" in config and "lithops" not in config else ENGINE_LITHOPS
+
+
+def build_config(
+    extra: dict[str, Any] | None,
+    *,
+    login: str | None = None,
+    password: str | None = None,
+    host: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config of one job for the engine the Connection names: Lithops'
+    (:func:`build_lithops_config`) or pywren-ibm-cloud's
+    (:func:`~pywren_deferrable.config_pywren.build_pywren_config`)."""
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"the Connection extra must be a JSON object, got {type(extra).__name__}")
+    engine = connection_engine(extra)
+    extra = {k: v for k, v in (extra or {}).items() if k != "engine"}
+    if engine == ENGINE_PYWREN:
+        return build_pywren_config(
+            extra, normalize_overrides(overrides), login=login, password=password, host=host
+        )
+    return build_lithops_config(extra, login=login, password=password, host=host, overrides=overrides)
+
+
+def storage_backend_name(config: dict[str, Any]) -> str:
+    """The storage backend of a built config, whatever its engine."""
+    if engine_of(config) == ENGINE_PYWREN:
+        return str(config["pywren"]["storage_backend"])
+    return str(config["lithops"]["storage"])
+
+
+def compute_backend_name(config: dict[str, Any]) -> str:
+    """The compute backend of a built config, whatever its engine."""
+    if engine_of(config) == ENGINE_PYWREN:
+        return str(config["pywren"]["compute_backend"])
+    return str(config["lithops"]["backend"])
 
 
 def build_lithops_config(
@@ -206,6 +270,8 @@ class S3Credentials:
 
 def storage_location(config: dict[str, Any]) -> StorageLocation:
     """Where a job submitted with ``config`` keeps its objects (no secrets)."""
+    if engine_of(config) == ENGINE_PYWREN:
+        return pywren_storage_location(config)
     storage = config["lithops"]["storage"]
     section = config.get(storage) or {}
     if storage == "localhost":
@@ -244,6 +310,8 @@ def storage_location(config: dict[str, Any]) -> StorageLocation:
 def s3_credentials(config: dict[str, Any]) -> S3Credentials:
     """The credentials for the S3 storage named in ``config``: HMAC keys, or for IBM COS
     without both HMAC keys, its IAM API key (as Lithops' ibm_cos backend chooses)."""
+    if engine_of(config) == ENGINE_PYWREN:
+        return S3Credentials(**{"access_key_id": None, "secret_access_key": None, **pywren_s3_keys(config)})
     storage = config["lithops"]["storage"]
     section = dict(config.get(storage) or {})
     if storage == "aws_s3":

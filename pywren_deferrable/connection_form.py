@@ -22,7 +22,17 @@ REGION = "region"
 IAM_API_KEY = "iam_api_key"
 RUNTIME = "runtime"
 LITHOPS_CONFIG = "lithops_config"
-FORM_FIELDS = (COMPUTE_BACKEND, STORAGE_BACKEND, STORAGE_BUCKET, REGION, IAM_API_KEY, RUNTIME, LITHOPS_CONFIG)
+ENGINE = "engine"
+FORM_FIELDS = (
+    ENGINE,
+    COMPUTE_BACKEND,
+    STORAGE_BACKEND,
+    STORAGE_BUCKET,
+    REGION,
+    IAM_API_KEY,
+    RUNTIME,
+    LITHOPS_CONFIG,
+)
 
 # Backends that authenticate with an IBM Cloud IAM API key (the top-level ``ibm`` section).
 IBM_BACKENDS = frozenset({"ibm_cf", "code_engine", "ibm_vpc", "ibm_cos"})
@@ -39,24 +49,48 @@ def _string_fields(extra: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
+def _pasted_config(fields: dict[str, str]) -> dict[str, Any]:
+    if LITHOPS_CONFIG not in fields:
+        return {}
+    try:
+        pasted = json.loads(fields[LITHOPS_CONFIG])
+    except ValueError as err:
+        raise ValueError(f"the Connection field 'lithops_config' is not valid JSON: {err}") from None
+    if not isinstance(pasted, dict):
+        raise TypeError("the Connection field 'lithops_config' must be a JSON object of config sections")
+    return pasted
+
+
+def _pywren_sections(fields: dict[str, str]) -> dict[str, Any]:
+    """The form fields as pywren-ibm-cloud config sections (``engine`` = ``pywren``)."""
+    names = {
+        COMPUTE_BACKEND: "compute_backend",
+        STORAGE_BACKEND: "storage_backend",
+        STORAGE_BUCKET: "storage_bucket",
+        RUNTIME: "runtime",
+        REGION: "storage_backend_region",
+    }
+    derived: dict[str, Any] = {"pywren": {key: fields[f] for f, key in names.items() if f in fields}}
+    if IAM_API_KEY in fields and fields.get(STORAGE_BACKEND) == "ibm_cos":
+        derived["ibm_cos"] = {"api_key": fields[IAM_API_KEY]}
+    return derived
+
+
 def expand_form_fields(extra: dict[str, Any] | None) -> dict[str, Any]:
-    """Turn the flat form fields of a Connection extra into Lithops config sections.
+    """Turn the flat form fields of a Connection extra into config sections (Lithops',
+    or pywren-ibm-cloud's when the ``engine`` field says ``pywren``).
 
     Sections already in the extra win over what the fields would set: a pasted config
     is the most specific thing a user can say.
     """
     extra = dict(extra or {})
     fields = _string_fields(extra)
-    sections = {k: v for k, v in extra.items() if isinstance(v, dict)}
-    derived: dict[str, Any] = {}
-    if LITHOPS_CONFIG in fields:
-        try:
-            pasted = json.loads(fields[LITHOPS_CONFIG])
-        except ValueError as err:
-            raise ValueError(f"the Connection field 'lithops_config' is not valid JSON: {err}") from None
-        if not isinstance(pasted, dict):
-            raise TypeError("the Connection field 'lithops_config' must be a JSON object of config sections")
-        derived = deep_merge(derived, pasted)
+    sections: dict[str, Any] = {k: v for k, v in extra.items() if isinstance(v, dict)}
+    if ENGINE in fields:
+        sections[ENGINE] = fields[ENGINE]
+    derived: dict[str, Any] = _pasted_config(fields)
+    if fields.get(ENGINE) == "pywren":
+        return deep_merge(deep_merge(derived, _pywren_sections(fields)), sections)
     compute = fields.get(COMPUTE_BACKEND)
     storage = fields.get(STORAGE_BACKEND)
     lithops = {k: v for k, v in ((("backend", compute), ("storage", storage))) if v}
@@ -94,8 +128,25 @@ REQUIRED_COMPUTE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+# pywren-ibm-cloud 1.7.3's, from its backends' config.py.
+REQUIRED_PYWREN_COMPUTE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "ibm_cf": (("endpoint",), ("namespace",)),
+    "localhost": (),
+}
+
+
 def missing_compute_keys(config: dict[str, Any]) -> list[str]:
     """Required keys the compute backend's section lacks (each as ``a|b`` alternatives)."""
+    if "pywren" in config and "lithops" not in config:
+        backend = config["pywren"].get("compute_backend", "localhost")
+        section = config.get(backend) or {}
+        required = REQUIRED_PYWREN_COMPUTE_KEYS.get(backend, ())
+        # pywren's ibm_cf also takes one section per region: {"regions": {"eu_gb": {...}}}.
+        candidates = [section] + [r for r in (section.get("regions") or {}).values() if isinstance(r, dict)]
+        lacking = [
+            ["|".join(keys) for keys in required if not any(c.get(key) for key in keys)] for c in candidates
+        ]
+        return min(lacking, key=len)
     backend = config.get("lithops", {}).get("backend", "localhost")
     section = {**(config.get("ibm") or {}), **(config.get("aws") or {}), **(config.get(backend) or {})}
     missing = []
@@ -112,6 +163,13 @@ def provider_connection_fields() -> dict[str, Any]:
         return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
 
     return {
+        ENGINE: string(
+            "Engine",
+            "lithops (default) or pywren (the legacy pywren-ibm-cloud 1.7.3, Python 3.10 only); "
+            "the other fields and the pasted config are then in that engine's terms",
+            default="lithops",
+            enum=["lithops", "pywren"],
+        ),
         COMPUTE_BACKEND: string(
             "Compute backend",
             "Lithops compute backend: code_engine, ibm_cf, aws_lambda, k8s, localhost...",

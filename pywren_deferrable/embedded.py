@@ -123,6 +123,29 @@ def embedded_connection_env(endpoint: str, bucket: str, **lithops_section: Any) 
     return json.dumps(embedded_connection(endpoint, bucket, **lithops_section))
 
 
+def embedded_pywren_connection(endpoint: str, bucket: str, **pywren_section: Any) -> dict[str, Any]:
+    """Like :func:`embedded_connection`, for the ``pywren`` engine (pywren-ibm-cloud 1.7.3,
+    Python 3.10): its localhost compute, its ``ceph`` (S3) storage on ``endpoint``."""
+    return {
+        "conn_type": "lithops",
+        "login": EMBEDDED_ACCESS_KEY,
+        "password": EMBEDDED_SECRET_KEY,
+        "extra": {
+            "engine": "pywren",
+            "pywren": {
+                "compute_backend": "localhost",
+                "storage_backend": "ceph",
+                "storage_bucket": bucket,
+                # pywren feeds calls beyond its workers as its monitor sees calls end
+                # (about once a second): a few more than the cores keeps them busy.
+                "workers": 4,
+                **pywren_section,
+            },
+            "ceph": {"endpoint": endpoint},
+        },
+    }
+
+
 def run_dag_test(dags_folder: str, dag_id: str) -> tuple[str, dict[str, Any]]:
     """Run ``dag_id`` from ``dags_folder`` with ``dag.test()`` (triggers run inline) and
     return the run's state and every task's ``return_value`` XCom.

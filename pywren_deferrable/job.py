@@ -1,17 +1,29 @@
-"""The job reference and Lithops' storage key layout, as small pure functions.
+"""The job reference and the engines' storage key layouts, as small pure functions.
 
 Nothing else in the project builds a storage key by hand: the trigger, the result
-fetcher and the cleaner all go through these functions, so that the layout Lithops
-writes (measured on Lithops 3.8) lives in one place and cleanup can be proven never
-to leave a job's own prefixes.
+fetcher and the cleaner all go through these functions, so that the layout each engine
+writes lives in one place and cleanup can be proven never to leave a job's own prefixes.
 
-Layout written by Lithops::
+Two engines write status objects the trigger can poll. Their layouts differ only in
+the jobs prefix, in how the job key joins executor and job ids, and in whether the
+executor has objects of its own; a :class:`KeyLayout` holds exactly those differences.
+
+Lithops (measured on 3.8, ``lithops/storage/utils.py``)::
 
     lithops.jobs/<executor_id>/<hash>.func.pickle           the pickled function
     lithops.jobs/<executor_id>-<job_id>/aggdata.pickle       the pickled iterdata
     lithops.jobs/<executor_id>-<job_id>/<call_id>/<act>.init a call has started
     lithops.jobs/<executor_id>-<job_id>/<call_id>/status.json  a call has ended
     lithops.jobs/<executor_id>-<job_id>/<call_id>/output.pickle  its result, when >= 8 KiB
+
+pywren-ibm-cloud 1.7.3 (``pywren_ibm_cloud/storage/utils.py``; executor ids are
+``<session>/<n>``)::
+
+    pywren.jobs/<executor_id>/<job_id>/func.pickle           the pickled function
+    pywren.jobs/<executor_id>/<job_id>/aggdata.pickle        the pickled iterdata
+    pywren.jobs/<executor_id>/<job_id>/<call_id>/<act>.init  a call has started
+    pywren.jobs/<executor_id>/<job_id>/<call_id>/status.json a call has ended
+    pywren.jobs/<executor_id>/<job_id>/<call_id>/output.pickle its result, if not None
 """
 
 from __future__ import annotations
@@ -20,16 +32,47 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-JOBS_PREFIX = "lithops.jobs"
 STATUS_SUFFIX = "status.json"
 OUTPUT_SUFFIX = "output.pickle"
 INIT_SUFFIX = ".init"
 
-# Lithops executor ids are "<6 hex>-<counter>" and job ids a letter and three digits
-# (A000 call_async, M000 map, R000 reduce). Anything else in a JobRef did not come
-# from Lithops: refusing it keeps a crafted id from widening a prefix ("x/../", "")
-# and so keeps cleanup inside the job.
-_EXECUTOR_ID = re.compile(r"^[0-9a-f]{6}-[0-9]{1,6}$")
+ENGINE_LITHOPS = "lithops"
+ENGINE_PYWREN = "pywren"
+ENGINES = (ENGINE_LITHOPS, ENGINE_PYWREN)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """How one engine names a job's objects.
+
+    :param jobs_prefix: the top-level prefix of every job object.
+    :param job_separator: what joins executor id and job id into the job key.
+    :param executor_id: the shape of the engine's executor ids. Anything else in a
+        JobRef did not come from the engine: refusing it keeps a crafted id from widening
+        a prefix (``"x/../"``, ``""``) and so keeps cleanup inside the job.
+    :param executor_example: an executor id of that shape, for error messages.
+    :param executor_objects: the executor has a prefix of its own (Lithops keeps the
+        pickled functions there), which the job's cleanup includes.
+    """
+
+    jobs_prefix: str
+    job_separator: str
+    executor_id: re.Pattern[str]
+    executor_example: str
+    executor_objects: bool
+
+
+LAYOUTS = {
+    # Lithops executor ids are "<6 hex>-<counter>".
+    ENGINE_LITHOPS: KeyLayout("lithops.jobs", "-", re.compile(r"^[0-9a-f]{6}-[0-9]{1,6}$"), "a1b2c3-0", True),
+    # pywren's are "<first 6 chars of a uuid4>/<counter>".
+    ENGINE_PYWREN: KeyLayout("pywren.jobs", "/", re.compile(r"^[0-9a-f]{6}/[0-9]{1,6}$"), "a1b2c3/0", False),
+}
+JOBS_PREFIX = LAYOUTS[ENGINE_LITHOPS].jobs_prefix
+
+# Patterns are used with fullmatch: "$" alone would accept a trailing newline.
+# Job ids are a letter and three digits in both engines (A000 call_async, M000 map,
+# R000 reduce).
 _JOB_ID = re.compile(r"^[AMR][0-9]{3,6}$")
 _CALL_ID = re.compile(r"^[0-9]{5,}$")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
@@ -39,16 +82,27 @@ STORAGE_LOCALHOST = "localhost"
 STORAGE_KINDS = (STORAGE_S3, STORAGE_LOCALHOST)
 
 
-def validate_executor_id(executor_id: str) -> str:
-    """Return ``executor_id`` if it has Lithops' shape, else raise ``ValueError``."""
-    if not isinstance(executor_id, str) or not _EXECUTOR_ID.match(executor_id):
-        raise ValueError(f"executor_id {executor_id!r} is not a Lithops executor id (like 'a1b2c3-0')")
+def key_layout(engine: str) -> KeyLayout:
+    """The key layout of ``engine`` (``lithops`` or ``pywren``)."""
+    try:
+        return LAYOUTS[engine]
+    except (KeyError, TypeError):
+        raise ValueError(f"engine {engine!r} is not one of {ENGINES}") from None
+
+
+def validate_executor_id(executor_id: str, engine: str = ENGINE_LITHOPS) -> str:
+    """Return ``executor_id`` if it has ``engine``'s shape, else raise ``ValueError``."""
+    layout = key_layout(engine)
+    if not isinstance(executor_id, str) or not layout.executor_id.fullmatch(executor_id):
+        raise ValueError(
+            f"executor_id {executor_id!r} is not a {engine} executor id (like {layout.executor_example!r})"
+        )
     return executor_id
 
 
 def validate_job_id(job_id: str) -> str:
     """Return ``job_id`` if it has Lithops' shape (``M000``), else raise ``ValueError``."""
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
         raise ValueError(f"job_id {job_id!r} is not a Lithops job id (like 'M000')")
     return job_id
 
@@ -58,47 +112,55 @@ def call_id(index: int) -> str:
     return f"{index:05d}"
 
 
-def job_key(executor_id: str, job_id: str) -> str:
-    """The id shared by every call of a job (``<executor_id>-<job_id>``)."""
-    return f"{validate_executor_id(executor_id)}-{validate_job_id(job_id)}"
+def job_key(executor_id: str, job_id: str, engine: str = ENGINE_LITHOPS) -> str:
+    """The id shared by every call of a job (``<executor_id>-<job_id>`` in Lithops,
+    ``<executor_id>/<job_id>`` in pywren)."""
+    separator = key_layout(engine).job_separator
+    return f"{validate_executor_id(executor_id, engine)}{separator}{validate_job_id(job_id)}"
 
 
-def job_prefix(executor_id: str, job_id: str) -> str:
+def job_prefix(executor_id: str, job_id: str, engine: str = ENGINE_LITHOPS) -> str:
     """The prefix under which every object of one job lives; ends with ``/`` so it
     never matches a sibling job whose key merely starts the same way."""
-    return f"{JOBS_PREFIX}/{job_key(executor_id, job_id)}/"
+    return f"{key_layout(engine).jobs_prefix}/{job_key(executor_id, job_id, engine)}/"
 
 
-def executor_prefix(executor_id: str) -> str:
-    """The prefix of the executor's own objects (the pickled functions)."""
-    return f"{JOBS_PREFIX}/{validate_executor_id(executor_id)}/"
+def executor_prefix(executor_id: str, engine: str = ENGINE_LITHOPS) -> str | None:
+    """The prefix of the executor's own objects (Lithops' pickled functions), or
+    ``None`` when the engine keeps everything under the job prefixes (pywren)."""
+    layout = key_layout(engine)
+    if not layout.executor_objects:
+        return None
+    return f"{layout.jobs_prefix}/{validate_executor_id(executor_id, engine)}/"
 
 
-def call_prefix(executor_id: str, job_id: str, call: str) -> str:
+def call_prefix(executor_id: str, job_id: str, call: str, engine: str = ENGINE_LITHOPS) -> str:
     """The prefix of one call's objects."""
-    return f"{job_prefix(executor_id, job_id)}{call}/"
+    return f"{job_prefix(executor_id, job_id, engine)}{call}/"
 
 
-def status_key(executor_id: str, job_id: str, call: str) -> str:
+def status_key(executor_id: str, job_id: str, call: str, engine: str = ENGINE_LITHOPS) -> str:
     """Where a call writes its final status (success or exception)."""
-    return f"{call_prefix(executor_id, job_id, call)}{STATUS_SUFFIX}"
+    return f"{call_prefix(executor_id, job_id, call, engine)}{STATUS_SUFFIX}"
 
 
-def output_key(executor_id: str, job_id: str, call: str) -> str:
-    """Where a call writes its pickled result when it is too large to go inline."""
-    return f"{call_prefix(executor_id, job_id, call)}{OUTPUT_SUFFIX}"
+def output_key(executor_id: str, job_id: str, call: str, engine: str = ENGINE_LITHOPS) -> str:
+    """Where a call writes its pickled result (Lithops: when it is too large to go inline)."""
+    return f"{call_prefix(executor_id, job_id, call, engine)}{OUTPUT_SUFFIX}"
 
 
-def list_start_after(executor_id: str, job_id: str, last_done_call: str | None) -> str:
+def list_start_after(
+    executor_id: str, job_id: str, last_done_call: str | None, engine: str = ENGINE_LITHOPS
+) -> str:
     """The ``StartAfter`` key that skips ``last_done_call`` and every call listed before it.
 
     ``<prefix><call_id>/~`` sorts after every object of that call (``~`` sorts after
-    the hex digits, digits, dots and lowercase letters Lithops uses in object names)
+    the hex digits, digits, dots and lowercase letters both engines use in object names)
     and before every object of the call listed next (see :func:`calls_in_listing_order`).
     """
     if last_done_call is None:
         return ""
-    return f"{call_prefix(executor_id, job_id, last_done_call)}~"
+    return f"{call_prefix(executor_id, job_id, last_done_call, engine)}~"
 
 
 def calls_in_listing_order(total: int) -> list[str]:
@@ -129,7 +191,7 @@ def parse_job_object_key(prefix: str, key: str) -> ParsedKey | None:
         return None
     rest = key[len(prefix) :]
     call, sep, name = rest.partition("/")
-    if not sep or not _CALL_ID.match(call) or "/" in name:
+    if not sep or not _CALL_ID.fullmatch(call) or "/" in name:
         return None
     if name == STATUS_SUFFIX:
         return ParsedKey(call, "status")
@@ -152,11 +214,17 @@ def lineage_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     return f"{LINEAGE_PREFIX}{hashlib.sha256(identity.encode()).hexdigest()}.json"
 
 
-def is_key_owned_by_job(key: str, executor_id: str, job_ids: list[str]) -> bool:
-    """True when ``key`` lies under one of the job's own prefixes (its jobs, or the
-    executor's function pickles). The cleaner deletes nothing for which this is False."""
-    prefixes = [job_prefix(executor_id, j) for j in job_ids] + [executor_prefix(executor_id)]
-    return any(key.startswith(p) and len(key) > len(p) for p in prefixes)
+def owned_prefixes(executor_id: str, job_ids: list[str], engine: str = ENGINE_LITHOPS) -> list[str]:
+    """Every prefix a job owns: its jobs', and the executor's own (Lithops only)."""
+    prefixes = [job_prefix(executor_id, j, engine) for j in job_ids]
+    own = executor_prefix(executor_id, engine)
+    return prefixes + ([own] if own else [])
+
+
+def is_key_owned_by_job(key: str, executor_id: str, job_ids: list[str], engine: str = ENGINE_LITHOPS) -> bool:
+    """True when ``key`` lies under one of the job's own prefixes (see :func:`owned_prefixes`).
+    The cleaner deletes nothing for which this is False."""
+    return any(key.startswith(p) and len(key) > len(p) for p in owned_prefixes(executor_id, job_ids, engine))
 
 
 @dataclass(frozen=True)
@@ -183,7 +251,7 @@ class StorageLocation:
     def __post_init__(self) -> None:
         if self.kind not in STORAGE_KINDS:
             raise ValueError(f"storage kind {self.kind!r} is not one of {STORAGE_KINDS}")
-        if not isinstance(self.bucket, str) or not _BUCKET.match(self.bucket):
+        if not isinstance(self.bucket, str) or not _BUCKET.fullmatch(self.bucket):
             raise ValueError(f"storage bucket {self.bucket!r} is not a valid bucket name")
         if self.kind == STORAGE_LOCALHOST and not self.root:
             raise ValueError("localhost storage needs the root directory of its buckets")
@@ -191,20 +259,22 @@ class StorageLocation:
 
 @dataclass(frozen=True)
 class JobRef:
-    """A small, secret-free reference to a submitted Lithops job: enough for the
-    trigger to poll it and for the worker to fetch its results.
+    """A small, secret-free reference to a submitted job: enough for the trigger to
+    poll it and for the worker to fetch its results.
 
-    :param executor_id: the Lithops executor id.
+    :param executor_id: the engine's executor id.
     :param job_ids: the job ids in the order they must finish (``["M000", "R000"]``
         for a map-reduce).
     :param total_calls: number of calls of each job, keyed by job id.
     :param storage: where the objects live.
     :param call_type: ``call_async``, ``map`` or ``map_reduce``.
-    :param lithops_version: the Lithops version that submitted the job.
-    :param runner_pid: the pid of the detached runner hosting a localhost job, if any.
+    :param engine_version: the version of the engine that submitted the job.
+    :param runner_pid: the pid of the detached runner hosting the job, if any.
     :param runner_log: the runner's log file, if any.
     :param submitted_at: when the job was submitted (epoch seconds).
-    :param call_timeout: how long one call may run (Lithops' execution timeout), seconds.
+    :param call_timeout: how long one call may run (the engine's execution timeout), seconds.
+    :param engine: ``lithops`` or ``pywren`` (pywren-ibm-cloud 1.7.3): which key layout
+        and status format the job's objects have.
     """
 
     executor_id: str
@@ -212,14 +282,15 @@ class JobRef:
     total_calls: dict[str, int]
     storage: StorageLocation
     call_type: str
-    lithops_version: str
+    engine_version: str
     runner_pid: int | None = None
     runner_log: str | None = None
     submitted_at: float | None = None
     call_timeout: float | None = None
+    engine: str = ENGINE_LITHOPS
 
     def __post_init__(self) -> None:
-        validate_executor_id(self.executor_id)
+        validate_executor_id(self.executor_id, self.engine)
         if not self.job_ids:
             raise ValueError("a JobRef needs at least one job id")
         for job_id in self.job_ids:
@@ -238,9 +309,29 @@ class JobRef:
         """The job whose calls produce the task's results (the last one)."""
         return self.job_ids[-1]
 
+    def job_prefix(self, job_id: str) -> str:
+        """The prefix of one of this JobRef's jobs (see :func:`job_prefix`)."""
+        return job_prefix(self.executor_id, job_id, self.engine)
+
+    def status_key(self, job_id: str, call: str) -> str:
+        """Where ``call`` of ``job_id`` writes its status (see :func:`status_key`)."""
+        return status_key(self.executor_id, job_id, call, self.engine)
+
+    def output_key(self, job_id: str, call: str) -> str:
+        """Where ``call`` of ``job_id`` writes its result (see :func:`output_key`)."""
+        return output_key(self.executor_id, job_id, call, self.engine)
+
+    def list_start_after(self, job_id: str, last_done_call: str | None) -> str:
+        """See :func:`list_start_after`."""
+        return list_start_after(self.executor_id, job_id, last_done_call, self.engine)
+
+    def owns(self, key: str) -> bool:
+        """True when ``key`` lies under one of this job's own prefixes."""
+        return is_key_owned_by_job(key, self.executor_id, list(self.job_ids), self.engine)
+
     def prefixes(self) -> list[str]:
         """Every prefix this job owns, for cleanup."""
-        return [job_prefix(self.executor_id, j) for j in self.job_ids] + [executor_prefix(self.executor_id)]
+        return owned_prefixes(self.executor_id, list(self.job_ids), self.engine)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (for trigger kwargs and XCom)."""
@@ -254,11 +345,15 @@ class JobRef:
 
         Keys this version does not know are ignored: a JobRef serialized by another
         version of the provider (a task deferred across an upgrade) must still load.
+        For the same reason the ``lithops_version`` of JobRefs from before the pywren
+        engine existed is read as ``engine_version``.
         """
         if not isinstance(data, dict):
             raise TypeError(f"a JobRef must be a dict, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "engine_version" not in values and "lithops_version" in data:
+            values["engine_version"] = data["lithops_version"]
         storage = data.get("storage")
         if not isinstance(storage, dict):
             raise TypeError("a JobRef needs its storage location (a dict)")

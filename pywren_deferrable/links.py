@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
-from pywren_deferrable.job import JobRef, job_prefix
+from pywren_deferrable.job import JobRef
 
 # Consoles that can show a bucket prefix from the bucket name alone. Anything else (MinIO,
 # Ceph, a private COS endpoint...) gets the Connection's ``console_url`` template.
@@ -28,7 +28,7 @@ def job_console_url(job: JobRef, template: str | None = None) -> str | None:
         return None
     values: dict[str, Any] = {
         "bucket": job.storage.bucket,
-        "prefix": job_prefix(job.executor_id, job.job_ids[0]),
+        "prefix": job.job_prefix(job.job_ids[0]),
         "endpoint": (job.storage.endpoint or "").rstrip("/"),
         "region": job.storage.region or "",
         "root": (job.storage.root or "").rstrip("/"),

@@ -11,17 +11,11 @@ from __future__ import annotations
 import asyncio
 import pickle
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from pywren_deferrable.call_status import CallStatus, parse_status
-from pywren_deferrable.job import (
-    JobRef,
-    call_id,
-    is_key_owned_by_job,
-    output_key,
-    status_key,
-)
+from pywren_deferrable.call_status import CallStatus, decode_output, parse_call_status
+from pywren_deferrable.job import ENGINE_PYWREN, JobRef, call_id
 from pywren_deferrable.triggers.status import StatusSource
 
 DEFAULT_FETCH_CONCURRENCY = 64
@@ -64,19 +58,31 @@ async def read_statuses(
         is ``missing[call]`` (or a generic one) instead of raising ``ResultMissingError``.
     """
     semaphore = asyncio.Semaphore(concurrency)
-    raws = await asyncio.gather(
-        *(_bounded(semaphore, source.get(status_key(job.executor_id, job_id, c))) for c in calls)
-    )
+    raws = await asyncio.gather(*(_bounded(semaphore, source.get(job.status_key(job_id, c))) for c in calls))
     statuses = []
     for call, raw in zip(calls, raws, strict=True):
         if raw is not None:
-            statuses.append(parse_status(raw, call))
+            status = parse_call_status(raw, call, job.engine)
+            if status.failed and status.traceback is None and job.engine == ENGINE_PYWREN:
+                status = with_pywren_traceback(status, raw)
+            statuses.append(status)
         elif missing is not None:
             reason = missing.get(call) or "wrote no status.json"
             statuses.append(CallStatus(call, True, reason, None, None, False))
         else:
             raise ResultMissingError(f"job {job_id}: call {call} has no status.json (was it cleaned?)")
     return statuses
+
+
+def with_pywren_traceback(status: CallStatus, raw: bytes) -> CallStatus:
+    """``status`` with the remote traceback pywren pickled into it (tblib), when this
+    worker can unpickle it. pywren keeps no log in its status, and the trigger never
+    unpickles; the worker already trusts the job's own objects (it unpickles results)."""
+    from pywren_deferrable.call_status_pywren import format_pywren_traceback, pickled_exception
+
+    pickled = pickled_exception(raw)
+    traceback = format_pywren_traceback(pickled) if pickled else None
+    return replace(status, traceback=traceback) if traceback else status
 
 
 def describe_failures(job_id: str, failed: list[CallStatus], limit: int = 5) -> str:
@@ -108,10 +114,10 @@ async def afetch_results(
             return pickle.loads(status.inline_result)
         if not status.has_output_object:
             return None  # the function returned nothing Lithops stored (None)
-        raw = await _bounded(semaphore, source.get(output_key(job.executor_id, job_id, status.call_id)))
+        raw = await _bounded(semaphore, source.get(job.output_key(job_id, status.call_id)))
         if raw is None:
             raise ResultMissingError(f"job {job_id}: call {status.call_id} has no output.pickle")
-        return pickle.loads(raw)
+        return decode_output(raw, job.engine)
 
     return list(await asyncio.gather(*(load(s) for s in statuses)))
 
@@ -143,8 +149,8 @@ def result_locations(job: JobRef) -> list[ResultLocation]:
     return [
         ResultLocation(
             bucket=job.storage.bucket,
-            status_key=status_key(job.executor_id, job_id, call_id(i)),
-            output_key=output_key(job.executor_id, job_id, call_id(i)),
+            status_key=job.status_key(job_id, call_id(i)),
+            output_key=job.output_key(job_id, call_id(i)),
         )
         for i in range(job.total_calls[job_id])
     ]
@@ -159,7 +165,7 @@ async def aclean_job(source: StatusSource, job: JobRef) -> int:
     keys: list[str] = []
     for prefix in job.prefixes():
         async for page in source.list_keys(prefix):
-            keys.extend(k for k in page if is_key_owned_by_job(k, job.executor_id, list(job.job_ids)))
+            keys.extend(k for k in page if job.owns(k))
     if not keys:
         return 0
     return await source.delete(keys)

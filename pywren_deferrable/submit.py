@@ -13,6 +13,10 @@ Two ways, chosen by the compute backend:
   job ends. A detached process (``python -m pywren_deferrable.runner``, its own
   session, output in a log file) submits and hosts the job instead, reports the job
   ids back through a small JSON file, and the task defers as soon as they arrive.
+
+pywren-ibm-cloud jobs (the ``pywren`` engine) always take the detached runner: a pywren
+executor feeds the calls beyond its ``workers`` from its own process on every backend
+(see :mod:`pywren_deferrable.pywren_engine`).
 """
 
 from __future__ import annotations
@@ -32,16 +36,18 @@ from typing import Any
 
 import cloudpickle
 
-from pywren_deferrable.config import storage_location
-from pywren_deferrable.job import STORAGE_LOCALHOST, JobRef
+from pywren_deferrable.config import engine_of, storage_location
+from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
 log = logging.getLogger(__name__)
 
 CALL_TYPES = ("call_async", "map", "map_reduce")
 DEFAULT_SUBMIT_TIMEOUT = 600.0
 LITHOPS_DEFAULT_EXECUTION_TIMEOUT = 1800  # lithops.constants, when the config sets none
+PYWREN_DEFAULT_RUNTIME_TIMEOUT = 600  # pywren's localhost default; its calls get 5 s less
 RUNNER_DIR_ENV = "PYWREN_DEFERRABLE_RUNNER_DIR"
 PRIVATE_TMPDIR_ENV = "PYWREN_DEFERRABLE_PRIVATE_TMPDIR"
+ENGINE_NAMES = {ENGINE_LITHOPS: "Lithops", ENGINE_PYWREN: "pywren-ibm-cloud"}
 
 
 class SubmitError(RuntimeError):
@@ -76,8 +82,12 @@ class JobSpec:
 
 
 def call_timeout(spec: JobSpec) -> float:
-    """How long one call of ``spec`` may run before Lithops stops it."""
-    timeout = spec.options.get("timeout") or spec.config.get("lithops", {}).get("execution_timeout")
+    """How long one call of ``spec`` may run before its engine stops it."""
+    if spec.options.get("timeout"):
+        return float(spec.options["timeout"])
+    if engine_of(spec.config) == ENGINE_PYWREN:
+        return float(spec.config["pywren"].get("runtime_timeout") or PYWREN_DEFAULT_RUNTIME_TIMEOUT)
+    timeout = spec.config.get("lithops", {}).get("execution_timeout")
     return float(timeout or LITHOPS_DEFAULT_EXECUTION_TIMEOUT)
 
 
@@ -90,21 +100,27 @@ def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
     return list(fexec.map_reduce(spec.function, spec.iterdata, spec.reduce_function, **spec.options))
 
 
-def job_summary(fexec: Any, futures: list[Any]) -> dict[str, Any]:
-    """The JSON-able ids and counts of the jobs behind ``futures``."""
-    import lithops
-
+def summarize_futures(executor_id: str, futures: list[Any], engine_version: str) -> dict[str, Any]:
+    """The JSON-able ids and counts of the jobs behind ``futures`` (Lithops' or pywren's:
+    both futures carry their ``job_id``)."""
     total_calls: dict[str, int] = {}
     for future in futures:
         total_calls[future.job_id] = total_calls.get(future.job_id, 0) + 1
     # Map jobs before reduce jobs: the order in which they finish.
     job_ids = sorted(total_calls, key=lambda j: ("AMR".index(j[0]), j))
     return {
-        "executor_id": fexec.executor_id,
+        "executor_id": executor_id,
         "job_ids": job_ids,
         "total_calls": total_calls,
-        "lithops_version": lithops.__version__,
+        "engine_version": engine_version,
     }
+
+
+def job_summary(fexec: Any, futures: list[Any]) -> dict[str, Any]:
+    """The summary of a Lithops job (see :func:`summarize_futures`)."""
+    import lithops
+
+    return summarize_futures(fexec.executor_id, futures, lithops.__version__)
 
 
 def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> None:
@@ -157,9 +173,10 @@ def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runne
         total_calls=summary["total_calls"],
         storage=storage_location(spec.config),
         call_type=spec.call_type,
-        lithops_version=summary["lithops_version"],
+        engine_version=summary["engine_version"],
         submitted_at=submitted_at,
         call_timeout=call_timeout(spec),
+        engine=engine_of(spec.config),
         **runner,
     )
 
@@ -182,13 +199,14 @@ def _tail(path: str, limit: int = 4000) -> str:
 def submit_detached(
     spec: JobSpec, *, deadline: float | None, timeout: float = DEFAULT_SUBMIT_TIMEOUT, name: str = "job"
 ) -> JobRef:
-    """Submit a ``localhost`` job from a detached runner process that hosts it.
+    """Submit a job from a detached runner process that hosts it (Lithops ``localhost``, or pywren).
 
     :param deadline: epoch seconds after which the runner stops the job, if any.
     :param timeout: how long to wait for the runner to report the job ids.
     :param name: a label for the runner's files (the task id, say).
     """
     submitted_at = time.time()
+    engine = ENGINE_NAMES[engine_of(spec.config)]
     directory = runner_dir()
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     fd, spec_path = tempfile.mkstemp(prefix=f"{safe}-", suffix=".spec", dir=directory)
@@ -220,21 +238,21 @@ def submit_detached(
         if process.poll() is not None:
             _remove_quietly(spec_path)
             raise SubmitError(
-                f"the Lithops runner exited with code {process.returncode} before submitting the job; "
+                f"the {engine} runner exited with code {process.returncode} before submitting the job; "
                 f"its log ({log_path}) ends with:\n{_tail(log_path)}"
             )
         if time.monotonic() > give_up:
             process.kill()
             _remove_quietly(spec_path)
             raise SubmitError(
-                f"the Lithops runner did not submit the job within {timeout:.0f}s; see {log_path}"
+                f"the {engine} runner did not submit the job within {timeout:.0f}s; see {log_path}"
             )
         time.sleep(0.05)
     with open(handshake_path, encoding="utf-8") as handle:
         summary = json.load(handle)
     os.remove(handshake_path)
     if "error" in summary:
-        raise SubmitError(f"Lithops refused the job: {summary['error']}\n(runner log: {log_path})")
+        raise SubmitError(f"{engine} refused the job: {summary['error']}\n(runner log: {log_path})")
     return job_ref(spec, summary, submitted_at, runner_pid=process.pid, runner_log=log_path)
 
 
@@ -277,7 +295,7 @@ def is_localhost(config: dict[str, Any]) -> bool:
 
 
 def submit(spec: JobSpec, *, deadline: float | None, name: str = "job") -> JobRef:
-    """Submit ``spec`` the way its backend needs (see the module docstring)."""
-    if is_localhost(spec.config):
+    """Submit ``spec`` the way its engine and backend need (see the module docstring)."""
+    if engine_of(spec.config) == ENGINE_PYWREN or is_localhost(spec.config):
         return submit_detached(spec, deadline=deadline, name=name)
     return submit_in_process(spec)

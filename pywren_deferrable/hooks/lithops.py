@@ -14,9 +14,16 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from pywren_deferrable.config import S3Credentials, build_lithops_config, s3_credentials, storage_location
+from pywren_deferrable.config import (
+    S3Credentials,
+    build_config,
+    compute_backend_name,
+    engine_of,
+    s3_credentials,
+    storage_location,
+)
 from pywren_deferrable.connection_form import expand_form_fields, missing_compute_keys
-from pywren_deferrable.job import JOBS_PREFIX, STORAGE_LOCALHOST, StorageLocation
+from pywren_deferrable.job import ENGINE_PYWREN, STORAGE_LOCALHOST, StorageLocation, key_layout
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.status import StatusSource, open_status_source
 
@@ -28,6 +35,8 @@ class LithopsHook(BaseHook):
     ``ibm_cf``, ``code_engine``, ``aws_lambda``, ``ibm_cos``, ``minio``, ``ceph``,
     ``aws_s3``...). Login and password, when set, are the storage HMAC keys
     (``access_key_id`` / ``secret_access_key``); host, when set, the storage endpoint.
+    With ``"engine": "pywren"`` in the extra, the extra is a pywren-ibm-cloud 1.7.3
+    config instead (see :mod:`pywren_deferrable.config_pywren`).
 
     :param lithops_conn_id: the Airflow Connection id.
     :param executor_config: the operator's ``pywren_executor_config`` overrides.
@@ -46,7 +55,7 @@ class LithopsHook(BaseHook):
         self.executor_config = executor_config or {}
 
     def _config_from(self, conn: Any) -> dict[str, Any]:
-        return build_lithops_config(
+        return build_config(
             expand_form_fields(conn.extra_dejson),
             login=conn.login or None,
             password=conn.password or None,
@@ -63,7 +72,7 @@ class LithopsHook(BaseHook):
         )
 
     def get_config(self) -> dict[str, Any]:
-        """The Lithops config for a job (Connection + overrides, cleaner off)."""
+        """The engine's config for a job (Connection + overrides, cleaner off)."""
         try:
             conn = self.get_connection(self.lithops_conn_id)
         except AirflowNotFoundException as err:
@@ -84,10 +93,15 @@ class LithopsHook(BaseHook):
         return template if isinstance(template, str) and template else None
 
     def get_executor(self, config: dict[str, Any] | None = None) -> Any:
-        """A Lithops ``FunctionExecutor`` for the Connection."""
+        """A Lithops ``FunctionExecutor`` (or pywren-ibm-cloud one) for the Connection."""
+        config = config or self.get_config()
+        if engine_of(config) == ENGINE_PYWREN:
+            from pywren_deferrable.pywren_engine import create_executor
+
+            return create_executor(config)
         import lithops
 
-        return lithops.FunctionExecutor(config=config or self.get_config())
+        return lithops.FunctionExecutor(config=config)
 
     @staticmethod
     def storage_location(config: dict[str, Any]) -> StorageLocation:
@@ -120,14 +134,15 @@ class LithopsHook(BaseHook):
         try:
             config = self.get_config()
             missing = missing_compute_keys(config)
+            backend = compute_backend_name(config)
             if missing:
-                backend = config["lithops"]["backend"]
                 return False, f"the {backend!r} compute backend config lacks: {', '.join(missing)}"
             location = self.storage_location(config)
+            jobs_prefix = key_layout(engine_of(config)).jobs_prefix
 
             async def probe() -> None:
                 async with self.status_source_from_config(location, config) as source:
-                    async for _page in source.list_keys(JOBS_PREFIX + "/"):
+                    async for _page in source.list_keys(jobs_prefix + "/"):
                         break
 
             run_sync(probe)
@@ -136,5 +151,6 @@ class LithopsHook(BaseHook):
         where = location.endpoint or location.root or location.backend
         return (
             True,
-            f"storage bucket {location.bucket!r} reachable at {where}; compute backend {config['lithops']['backend']!r} configured",
+            f"storage bucket {location.bucket!r} reachable at {where}; {engine_of(config)} compute "
+            f"backend {backend!r} configured",
         )

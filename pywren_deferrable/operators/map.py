@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from pywren_deferrable.config import S3_STORAGE_BACKENDS
+from pywren_deferrable.config import S3_STORAGE_BACKENDS, storage_backend_name
 from pywren_deferrable.operators.base import PyWrenBaseOperator
 from pywren_deferrable.operators.validation import (
     check_extra_params,
@@ -213,7 +213,7 @@ class PyWrenMapOperator(PyWrenBaseOperator):
 
     def job_iterdata(self, context: Any, config: dict[str, Any]) -> tuple[list[Any], Any]:
         """The iterdata and extra_args handed to Lithops."""
-        iterdata = rewrite_object_urls(self.resolved_iterdata(context), config["lithops"]["storage"])
+        iterdata = rewrite_object_urls(self.resolved_iterdata(context), storage_backend_name(config))
         return bind_iterdata(self.map_function, iterdata, self.extra_params)
 
     def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:

@@ -1,4 +1,4 @@
-"""One poll of a Lithops job's status objects, incremental across polls.
+"""One poll of a job's status objects, incremental across polls.
 
 The poller remembers, per job, the highest call id below which every call is known
 to be finished (the *watermark*) and lists only after it (``StartAfter``): calls
@@ -14,15 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pywren_deferrable.call_status import CallStatus, StatusParseError, parse_status
-from pywren_deferrable.job import (
-    JobRef,
-    calls_in_listing_order,
-    job_prefix,
-    list_start_after,
-    parse_job_object_key,
-    status_key,
-)
+from pywren_deferrable.call_status import CallStatus, StatusParseError, parse_call_status
+from pywren_deferrable.job import JobRef, calls_in_listing_order, parse_job_object_key
 from pywren_deferrable.triggers.status import StatusSource
 
 DEFAULT_STATUS_READ_CONCURRENCY = 16
@@ -158,18 +151,18 @@ class JobPoller:
 
     async def _read_status(self, source: StatusSource, job_id: str, call: str) -> CallStatus | None:
         async with self._semaphore:
-            raw = await source.get(status_key(self.job.executor_id, job_id, call))
+            raw = await source.get(self.job.status_key(job_id, call))
         if raw is None:  # listed but gone (cleaned by someone else): read it next poll
             return None
         try:
-            return parse_status(raw, call)
+            return parse_call_status(raw, call, self.job.engine)
         except StatusParseError as err:
             # A status we cannot parse is a failed call, not a poller crash.
             return CallStatus(call, True, f"unreadable status.json: {err}", None, None, False)
 
     async def _poll_job(self, source: StatusSource, progress: JobProgress) -> int:
-        prefix = job_prefix(self.job.executor_id, progress.job_id)
-        start_after = list_start_after(self.job.executor_id, progress.job_id, progress.last_done_call)
+        prefix = self.job.job_prefix(progress.job_id)
+        start_after = self.job.list_start_after(progress.job_id, progress.last_done_call)
         finished: list[str] = []
         async for page in source.list_objects(prefix, start_after):
             for key, modified in page:

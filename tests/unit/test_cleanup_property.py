@@ -1,4 +1,4 @@
-"""clean_data deletes exactly the job's own objects, whatever else is in the bucket."""
+"""clean_data deletes exactly the job's own objects, whatever else is in the bucket (both engines' layouts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pywren_deferrable.job import JobRef, StorageLocation
+from pywren_deferrable.job import ENGINE_PYWREN, JobRef, StorageLocation
 from pywren_deferrable.results import aclean_job
 from pywren_deferrable.triggers.status import LocalStatusSource
 
@@ -37,6 +37,30 @@ def neighbours(executor_id: str, job_id: str) -> list[str]:
     ]
 
 
+def clean_and_check(root: str, job: JobRef, own: set[str], others: set[str]) -> int:
+    """Write ``own`` and ``others`` into a localhost bucket, clean ``job``, and check that
+    exactly the ``own`` keys went; return how many were deleted."""
+    others = others - own
+    # A key that is also a "directory" of another key cannot exist on a filesystem
+    # (nor be told apart by S3 prefixes in a sensible bucket): keep the set writable.
+    everything = sorted(own | others)
+    writable = [k for k in everything if not any(o.startswith(k + "/") for o in everything)]
+    for key in writable:
+        path = os.path.join(root, BUCKET, key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"x")
+    deleted = asyncio.run(aclean_job(LocalStatusSource(root, BUCKET), job))
+    remaining = {
+        os.path.relpath(os.path.join(d, f), os.path.join(root, BUCKET)).replace(os.sep, "/")
+        for d, _, files in os.walk(os.path.join(root, BUCKET))
+        for f in files
+    }
+    assert remaining == {k for k in writable if k in others}
+    assert deleted == len([k for k in writable if k in own])
+    return deleted
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     executor_id=executor_ids,
@@ -61,21 +85,67 @@ def test_clean_deletes_exactly_the_jobs_keys(
         others = set(extra_keys) | {k for j in jobs for k in neighbours(executor_id, j)}
         if other_executor != executor_id:
             others |= {f"lithops.jobs/{other_executor}-{j}/00000/status.json" for j in jobs}
-        others -= own
-        # A key that is also a "directory" of another key cannot exist on a filesystem
-        # (nor be told apart by S3 prefixes in a sensible bucket): keep the set writable.
-        everything = sorted(own | others)
-        writable = [k for k in everything if not any(o.startswith(k + "/") for o in everything)]
-        for key in writable:
-            path = os.path.join(root, BUCKET, key)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(b"x")
-        deleted = asyncio.run(aclean_job(LocalStatusSource(root, BUCKET), job))
-        remaining = {
-            os.path.relpath(os.path.join(d, f), os.path.join(root, BUCKET)).replace(os.sep, "/")
-            for d, _, files in os.walk(os.path.join(root, BUCKET))
-            for f in files
-        }
-        assert remaining == {k for k in writable if k in others}
-        assert deleted == len([k for k in writable if k in own])
+        clean_and_check(root, job, own, others)
+
+
+# -- property: cleanup deletes exactly a pywren job's keys --------------------------------
+
+pywren_executor_ids = st.builds(
+    lambda h, n: f"{h}/{n}", st.text("0123456789abcdef", min_size=6, max_size=6), st.integers(0, 120)
+)
+
+
+def pywren_neighbours(executor_id: str, job_id: str) -> list[str]:
+    """Keys crafted to look like a pywren job's without being under its prefixes."""
+    session, counter = executor_id.split("/")
+    return [
+        f"pywren.jobs/{executor_id}/{job_id}",  # the prefix without its slash, as an object
+        f"pywren.jobs/{executor_id}/{job_id}0/00000/status.json",  # a job id that extends ours
+        f"pywren.jobs/{executor_id}0/{job_id}/00000/status.json",  # an executor that extends ours
+        f"pywren.jobs/{session}/{int(counter) + 1}/{job_id}/00000/status.json",  # next executor
+        f"pywren.jobs/{executor_id}/x.func.pickle",  # pywren has no executor-level objects
+        f"pywren.jobsx/{executor_id}/{job_id}/00000/status.json",
+        f"other/pywren.jobs/{executor_id}/{job_id}/00000/status.json",
+        f"lithops.jobs/{session}-{counter}-{job_id}/00000/status.json",  # the Lithops look-alike
+        f"lithops.jobs/{session}-{counter}/x.func.pickle",
+        f"pywren-deferrable/lineage/{session}.json",
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    executor_id=pywren_executor_ids,
+    jobs=st.lists(job_ids, min_size=1, max_size=3, unique=True),
+    sibling=job_ids,
+    other_executor=pywren_executor_ids,
+    extra_keys=st.lists(st.lists(segment, min_size=1, max_size=4).map("/".join), max_size=15),
+    own_tails=st.lists(st.lists(segment, min_size=1, max_size=3).map("/".join), min_size=1, max_size=5),
+)
+def test_clean_deletes_exactly_the_pywren_jobs_keys(
+    executor_id: str,
+    jobs: list[str],
+    sibling: str,
+    other_executor: str,
+    extra_keys: list[str],
+    own_tails: list[str],
+) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        job = JobRef(
+            executor_id,
+            tuple(jobs),
+            {j: 1 for j in jobs},
+            StorageLocation(kind="localhost", bucket=BUCKET, backend="localhost", root=root),
+            "map",
+            "1.7.3",
+            engine=ENGINE_PYWREN,
+        )
+        tails = set(own_tails) | {"func.pickle", "aggdata.pickle", "00000/status.json", "00000/output.pickle"}
+        own = {f"{p}{tail}" for p in job.prefixes() for tail in tails}
+        others = set(extra_keys) | {k for j in jobs for k in pywren_neighbours(executor_id, j)}
+        if sibling not in jobs:
+            others |= {f"pywren.jobs/{executor_id}/{sibling}/00000/status.json"}
+            others |= {f"pywren.jobs/{executor_id}/{sibling}/func.pickle"}
+        if other_executor != executor_id:
+            others |= {f"pywren.jobs/{other_executor}/{j}/00000/status.json" for j in jobs}
+        deleted = clean_and_check(root, job, own, others)
+        assert deleted >= len(jobs) * 4  # the fixed tails at least, whatever was drawn

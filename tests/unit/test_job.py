@@ -59,7 +59,7 @@ def _ref(**kwargs):
         "total_calls": {"M000": 3, "R000": 1},
         "storage": _storage(),
         "call_type": "map_reduce",
-        "lithops_version": "3.8.0",
+        "engine_version": "3.8.0",
     }
     fields.update(kwargs)
     return JobRef(**fields)

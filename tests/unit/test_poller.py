@@ -23,7 +23,7 @@ def make_job(root: str, total: int, **kwargs: Any) -> JobRef:
         total_calls={"M000": total},
         storage=storage,
         call_type="map",
-        lithops_version="3.8.0",
+        engine_version="3.8.0",
         **kwargs,
     )
 
