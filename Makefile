@@ -5,7 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: install demo test lint wheel-check docs unit integration e2e benchmarks clean
+# The legacy pywren engine (pywren-ibm-cloud 1.7.3) runs on Python 3.10 only: its tests
+# run in a virtualenv of their own, on the Python 3.10 that pyenv keeps on this kind of
+# machine (or any python3.10 on PATH).
+PYTHON310 ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys; print(sys.executable)' 2>/dev/null || ls -d $(HOME)/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -1)
+VENV310 ?= .venv-pywren
+PY310 := $(VENV310)/bin/python
+
+.PHONY: install demo test test-lithops test-pywren lint wheel-check docs unit integration e2e benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
@@ -27,8 +34,21 @@ lint: install
 wheel-check: install
 	PYTHON=$(PYTHON) bash scripts/check_wheel.sh
 
-test: lint wheel-check
+test: test-lithops test-pywren
+
+test-lithops: lint wheel-check
 	$(PY) -m pytest -q -p no:cacheprovider
+
+$(VENV310)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then echo "test-pywren needs Python 3.10 (pywren-ibm-cloud 1.7.3 runs on nothing newer)" >&2; exit 1; fi
+	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
+	uv venv -q --allow-existing -p $(PYTHON310) $(VENV310)
+	VIRTUAL_ENV=$(VENV310) uv pip install -q -e ".[test,pywren]"
+	@touch $@
+
+# The tests marked `engines`, on pywren-ibm-cloud only (the Lithops run covers the rest).
+test-pywren: $(VENV310)/.installed
+	PYWREN_DEFERRABLE_TEST_ENGINES=pywren $(PY310) -m pytest -q -p no:cacheprovider -m engines
 
 docs: install
 	$(VENV)/bin/mkdocs serve
@@ -46,4 +66,4 @@ benchmarks: install
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache

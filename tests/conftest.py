@@ -6,6 +6,7 @@ at conftest import, before any test module imports Airflow.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,7 +33,42 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(EXAMPLE_DAGS), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
 )
 
-from pywren_deferrable.embedded import LocalS3Server, embedded_connection_env  # noqa: E402
+from pywren_deferrable.embedded import (  # noqa: E402
+    LocalS3Server,
+    embedded_connection_env,
+    embedded_pywren_connection,
+)
+from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN, ENGINES  # noqa: E402
+
+# Which engines the tests marked ``engines`` run on (comma-separated; default: both).
+# `make test-pywren` sets it to "pywren" in its Python 3.10 virtualenv, where a missing
+# pywren-ibm-cloud is then a failure instead of a skip.
+TEST_ENGINES_ENV = "PYWREN_DEFERRABLE_TEST_ENGINES"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("engines"):
+        wanted = os.environ.get(TEST_ENGINES_ENV)
+        engines = wanted.split(",") if wanted else list(ENGINES)
+        metafunc.parametrize("engine", engines, indirect=True)
+
+
+def pywren_runs_here() -> bool:
+    """pywren-ibm-cloud 1.7.3 is installed and this Python can run it (3.10 at the newest)."""
+    import importlib.util
+
+    return sys.version_info < (3, 11) and importlib.util.find_spec("pywren_ibm_cloud") is not None
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine a test runs on: ``lithops``, or each engine for tests marked ``engines``."""
+    engine = str(getattr(request, "param", ENGINE_LITHOPS))
+    if engine == ENGINE_PYWREN and not pywren_runs_here():
+        if os.environ.get(TEST_ENGINES_ENV):
+            pytest.fail(f"{TEST_ENGINES_ENV} asks for pywren, which cannot run here")
+        pytest.skip("pywren-ibm-cloud 1.7.3 runs on Python 3.10 only: `make test-pywren` runs this")
+    return engine
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +86,14 @@ def bucket(s3_server: LocalS3Server) -> str:
 
 
 @pytest.fixture
-def lithops_conn(monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str) -> str:
-    """The ``lithops_default`` Connection: localhost compute + the session's S3 endpoint."""
-    monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", embedded_connection_env(s3_server.endpoint, bucket))
+def lithops_conn(monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str, engine: str) -> str:
+    """The ``lithops_default`` Connection: localhost compute + the session's S3 endpoint,
+    on the test's engine."""
+    if engine == ENGINE_PYWREN:
+        value = json.dumps(embedded_pywren_connection(s3_server.endpoint, bucket))
+    else:
+        value = embedded_connection_env(s3_server.endpoint, bucket)
+    monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", value)
     return "lithops_default"
 
 

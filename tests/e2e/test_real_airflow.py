@@ -9,6 +9,7 @@ DAG runs through the REST API and checks states, XComs and logs exactly. Test DA
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -21,7 +22,7 @@ import psutil
 import pytest
 from airflow_cluster import AirflowCluster, ClusterError, TcpProxy, running_cluster
 
-from pywren_deferrable.embedded import LocalS3Server, embedded_connection_env
+from pywren_deferrable.embedded import LocalS3Server, embedded_connection_env, embedded_pywren_connection
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,8 @@ E2E_DAGS = Path(__file__).resolve().parent / "dags"
 SLEEP_DAG, SLEEP_TASK = "e2e_sleep_map", "sleep_map"
 FAIL_DAG, FAIL_TASK = "e2e_fail_map", "fail_map"
 EXAMPLE_DAG, EXAMPLE_TASK = "example_pywren_map", "map_task"
-DAG_IDS = [EXAMPLE_DAG, SLEEP_DAG, FAIL_DAG]
+ENGINE_DAGS = {"lithops": "e2e_map_lithops", "pywren": "e2e_map_pywren"}
+DAG_IDS = [EXAMPLE_DAG, SLEEP_DAG, FAIL_DAG, *ENGINE_DAGS.values()]
 RUN_TIMEOUT = 240.0
 OUTAGE_SECONDS = 20.0
 
@@ -61,6 +63,10 @@ def cluster(
         bundles={"examples": ROOT / "example_dags", "e2e": E2E_DAGS},
         env={
             "AIRFLOW_CONN_LITHOPS_DEFAULT": embedded_connection_env(s3_proxy.endpoint, e2e_bucket),
+            # Used by e2e_map_pywren only (the pywren engine runs on Python 3.10).
+            "AIRFLOW_CONN_PYWREN_DEFAULT": json.dumps(
+                embedded_pywren_connection(s3_proxy.endpoint, e2e_bucket)
+            ),
             # The DAGs' payload modules (tests/payloads, example_dags/pywren_functions), for
             # the dag-processor, the tasks and the Lithops runner alike.
             "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT / "example_dags")]),
@@ -151,6 +157,17 @@ def test_seed_example_map_returns_2_3_4(airflow: AirflowCluster) -> None:
     assert "Pausing task as DEFERRED" in log
     assert "job M000: 3/3 done, 0 failed" in log
     assert "Job " in log and "all 3 calls done" in log
+
+
+@pytest.mark.engines
+def test_each_engine_defers_and_resumes_through_the_triggerer(airflow: AirflowCluster, engine: str) -> None:
+    dag_id = ENGINE_DAGS[engine]
+    run_id = run_to_end(airflow, dag_id)
+    log = assert_succeeded_once(airflow, dag_id, run_id, "map", [2, 3, 4])
+    assert "Pausing task as DEFERRED" in log
+    assert "job M000: 3/3 done, 0 failed" in log
+    hosted = runner_pid(log)
+    airflow.wait_for("the runner to leave once its job ended", lambda: is_gone(hosted), 30)
 
 
 def test_deferred_task_holds_no_worker_slot(airflow: AirflowCluster) -> None:

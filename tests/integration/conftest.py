@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pywren_deferrable.config import build_lithops_config
+from pywren_deferrable.config import build_config
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.submit import JobSpec, submit_detached
 
@@ -33,9 +33,9 @@ def _kill_runner(job: JobRef) -> None:
 
 @pytest.fixture
 def lithops_config(lithops_conn: str) -> dict[str, Any]:
-    """The Lithops config the ``lithops_default`` Connection gives."""
+    """The engine config the ``lithops_default`` Connection gives."""
     conn = json.loads(os.environ["AIRFLOW_CONN_LITHOPS_DEFAULT"])
-    return build_lithops_config(conn["extra"], login=conn["login"], password=conn["password"])
+    return build_config(conn["extra"], login=conn["login"], password=conn["password"])
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from payloads.functions import add, big_result, fail_on, sleep_then
 
 from pywren_deferrable import PyWrenMapOperator
-from pywren_deferrable.config import build_lithops_config, s3_credentials
-from pywren_deferrable.embedded import LocalS3Server, embedded_connection
-from pywren_deferrable.job import JobRef
+from pywren_deferrable.config import build_config, s3_credentials
+from pywren_deferrable.embedded import LocalS3Server, embedded_connection, embedded_pywren_connection
+from pywren_deferrable.job import JobRef, key_layout
 from pywren_deferrable.triggers.job import PyWrenJobTrigger
 from pywren_deferrable.triggers.poll import JobPoller
 from pywren_deferrable.triggers.status import open_status_source
@@ -37,6 +37,10 @@ class FakeTI:
         raise KeyError(task_ids)
 
 
+def jobs_prefix(engine: str) -> str:
+    return key_layout(engine).jobs_prefix + "/"
+
+
 def keys(s3: LocalS3Server, bucket: str, prefix: str = "") -> set[str]:
     pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
@@ -52,7 +56,10 @@ async def event_of(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict((await PyWrenJobTrigger(**trigger_kwargs).wait_for_event()).payload)
 
 
-def test_one_failing_call_among_100(lithops_conn: str, s3_server: LocalS3Server, bucket: str) -> None:
+@pytest.mark.engines
+def test_one_failing_call_among_100(
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, engine: str
+) -> None:
     op = PyWrenMapOperator(
         task_id="t",
         map_function=fail_on,
@@ -67,11 +74,12 @@ def test_one_failing_call_among_100(lithops_conn: str, s3_server: LocalS3Server,
     assert "Traceback (most recent call last)" in message
     assert "ValueError: boom on 37" in message
     # Kept for debugging (clean_data=False): the failed call's status is still there.
-    assert any(k.endswith("/00037/status.json") for k in keys(s3_server, bucket, "lithops.jobs/"))
+    assert any(k.endswith("/00037/status.json") for k in keys(s3_server, bucket, jobs_prefix(engine)))
 
 
+@pytest.mark.engines
 def test_failed_job_is_cleaned_with_clean_data(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, engine: str
 ) -> None:
     op = PyWrenMapOperator(
         task_id="t",
@@ -83,21 +91,24 @@ def test_failed_job_is_cleaned_with_clean_data(
     )
     with pytest.raises(AirflowException, match="ValueError: boom on 3"):
         op.execute({"ti": FakeTI()})
-    assert keys(s3_server, bucket, "lithops.jobs/") == set()
+    assert keys(s3_server, bucket, jobs_prefix(engine)) == set()
 
 
+@pytest.mark.engines
 async def test_retry_reattaches_instead_of_resubmitting(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str, capfd: pytest.CaptureFixture[str]
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, capfd: pytest.CaptureFixture[str], engine: str
 ) -> None:
     first = defer(PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1, 2, 3]), FakeTI(1))
     # The first try's worker dies here; the job finishes without it.
     assert (await event_of(first))["status"] == "success"
-    jobs_before = {k.split("/")[1] for k in keys(s3_server, bucket, "lithops.jobs/")}
+    jobs_before = {k.split("/")[1] for k in keys(s3_server, bucket, jobs_prefix(engine))}
     retry_op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1, 2, 3])
     retry = defer(retry_op, FakeTI(2))
     assert retry["job"]["executor_id"] == first["job"]["executor_id"]
     assert "Reattaching to job" in capfd.readouterr().out
-    assert {k.split("/")[1] for k in keys(s3_server, bucket, "lithops.jobs/")} == jobs_before  # nothing new
+    assert {
+        k.split("/")[1] for k in keys(s3_server, bucket, jobs_prefix(engine))
+    } == jobs_before  # nothing new
     event = await event_of(retry)
     assert retry_op.execute_complete({"ti": FakeTI(2)}, event) == [1, 2, 3]
     # Success forgets the job: a deliberate re-run submits afresh.
@@ -121,8 +132,9 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+@pytest.mark.engines
 async def test_on_kill_stops_the_local_job_and_cleans(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, engine: str
 ) -> None:
     op = PyWrenMapOperator(
         task_id="t", map_function=sleep_then, map_iterdata=[(1, 30), (2, 30)], clean_data=True
@@ -131,7 +143,7 @@ async def test_on_kill_stops_the_local_job_and_cleans(
     job = JobRef.from_dict(kwargs["job"])
     assert job.runner_pid and _alive(job.runner_pid)
     conn = json.loads(os.environ["AIRFLOW_CONN_LITHOPS_DEFAULT"])
-    config = build_lithops_config(conn["extra"], login=conn["login"], password=conn["password"])
+    config = build_config(conn["extra"], login=conn["login"], password=conn["password"])
     async with open_status_source(job.storage, s3_credentials(config)) as source:
         for _ in range(100):  # wait until the calls run
             if (await JobPoller(job).poll(source)).jobs[0].started:
@@ -143,16 +155,22 @@ async def test_on_kill_stops_the_local_job_and_cleans(
             break
         time.sleep(0.2)
     assert not _alive(job.runner_pid)
-    assert keys(s3_server, bucket, f"lithops.jobs/{job.executor_id}") == set()
+    assert keys(s3_server, bucket, f"{jobs_prefix(engine)}{job.executor_id}") == set()
     time.sleep(3)  # a call still running would write its status.json now
-    assert keys(s3_server, bucket, f"lithops.jobs/{job.executor_id}") == set()
+    assert keys(s3_server, bucket, f"{jobs_prefix(engine)}{job.executor_id}") == set()
 
 
+@pytest.mark.engines
 async def test_no_secret_in_kwargs_events_xcom_or_logs(
-    monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str, capfd: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    s3_server: LocalS3Server,
+    bucket: str,
+    capfd: pytest.CaptureFixture[str],
+    engine: str,
 ) -> None:
     access, secret = "SENTINEL-ACCESS-7f3a", "SENTINEL-SECRET-9c1e"
-    conn = embedded_connection(s3_server.endpoint, bucket)
+    connection = embedded_pywren_connection if engine == "pywren" else embedded_connection
+    conn = connection(s3_server.endpoint, bucket)
     conn["login"], conn["password"] = access, secret  # moto accepts any keys
     monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", json.dumps(conn))
     op = PyWrenMapOperator(task_id="t", map_function=fail_on, map_iterdata=[1, 2])

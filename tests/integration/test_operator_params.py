@@ -19,7 +19,7 @@ from pywren_deferrable import (
     PyWrenMapReduceOperator,
 )
 from pywren_deferrable.embedded import LocalS3Server
-from pywren_deferrable.job import JobRef
+from pywren_deferrable.job import JobRef, key_layout
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,7 @@ def test_seed_aliases_are_the_operators() -> None:
     assert IbmPyWrenCallAsyncOperator is PyWrenCallAsyncOperator
 
 
+@pytest.mark.engines
 def test_extra_params_dict_and_tuple(lithops_conn: str) -> None:
     op = PyWrenMapOperator(
         task_id="t", map_function=add, map_iterdata=[1, 2, 3], extra_params={"y": 1}, deferrable=False
@@ -61,6 +62,7 @@ def test_extra_params_dict_and_tuple(lithops_conn: str) -> None:
     assert run(op) == [[1, 8, 9], [2, 8, 9]]
 
 
+@pytest.mark.engines
 def test_iterdata_from_task_forms(lithops_conn: str) -> None:
     xcoms = {"up": [5, 6]}
     op = PyWrenMapOperator(task_id="t", map_function=add, iterdata_from_task="up", deferrable=False)
@@ -78,6 +80,7 @@ def test_iterdata_from_task_forms(lithops_conn: str) -> None:
     assert run(op, xcoms) == [5, 6]
 
 
+@pytest.mark.engines
 def test_call_async_data_and_data_from_task(lithops_conn: str) -> None:
     op = PyWrenCallAsyncOperator(
         task_id="t", func=add, data={"x": 4}, data_from_task={"y": "up"}, deferrable=False
@@ -85,6 +88,7 @@ def test_call_async_data_and_data_from_task(lithops_conn: str) -> None:
     assert run(op, {"up": 4}) == 8
 
 
+@pytest.mark.engines
 def test_extra_env_reaches_the_functions(lithops_conn: str) -> None:
     op = PyWrenMapOperator(
         task_id="t",
@@ -96,6 +100,7 @@ def test_extra_env_reaches_the_functions(lithops_conn: str) -> None:
     assert run(op) == ["a:from-extra-env", "b:from-extra-env"]
 
 
+@pytest.mark.engines
 def test_timeout_stops_a_slow_function(lithops_conn: str) -> None:
     op = PyWrenMapOperator(
         task_id="t", map_function=sleep_then, map_iterdata=[(1, 60), (2, 0)], timeout=3, deferrable=False
@@ -154,6 +159,7 @@ def test_reducer_one_per_object(lithops_conn: str, texts: str) -> None:
     assert run(single) == 42
 
 
+@pytest.mark.engines
 def test_reducer_wait_local_gives_the_same_result(lithops_conn: str) -> None:
     op = PyWrenMapReduceOperator(
         task_id="t",
@@ -167,6 +173,7 @@ def test_reducer_wait_local_gives_the_same_result(lithops_conn: str) -> None:
     assert run(op) == 9
 
 
+@pytest.mark.engines
 def test_wait_for_result_false_then_sensor(lithops_conn: str, s3_server: LocalS3Server, bucket: str) -> None:
     op = PyWrenMapOperator(
         task_id="t", map_function=add, map_iterdata=[1, 2], extra_params={"y": 5}, wait_for_result=False
@@ -178,21 +185,23 @@ def test_wait_for_result_false_then_sensor(lithops_conn: str, s3_server: LocalS3
     assert run(sensor) == [6, 7]
 
 
+@pytest.mark.engines
 def test_fetch_result_false_returns_locations(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, engine: str
 ) -> None:
     op = PyWrenMapOperator(
         task_id="t", map_function=add, map_iterdata=[1, 2], fetch_result=False, deferrable=False
     )
     locations = run(op)
     assert [loc["bucket"] for loc in locations] == [bucket, bucket]
-    stored = set(keys_under(s3_server, bucket, "lithops.jobs/"))
+    stored = set(keys_under(s3_server, bucket, key_layout(engine).jobs_prefix + "/"))
     assert all(loc["status_key"] in stored for loc in locations)
     assert locations[0]["status_key"].endswith("/00000/status.json")
 
 
+@pytest.mark.engines
 def test_clean_data_deletes_only_the_jobs_objects(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, engine: str
 ) -> None:
     kept = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1], deferrable=False)
     assert run(kept) == [1]
@@ -203,9 +212,10 @@ def test_clean_data_deletes_only_the_jobs_objects(
     assert run(cleaned) == [1, 2]
     after = set(keys_under(s3_server, bucket, ""))
     assert after == before  # the other job's objects (and the runtime metadata) are untouched
-    assert any(k.startswith("lithops.jobs/") for k in after)
+    assert any(k.startswith(key_layout(engine).jobs_prefix + "/") for k in after)
 
 
+@pytest.mark.engines
 def test_deferrable_defers_with_a_secret_free_trigger(lithops_conn: str) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 

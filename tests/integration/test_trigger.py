@@ -1,4 +1,5 @@
-"""PyWrenJobTrigger against real Lithops jobs on a real S3 endpoint (and localhost storage)."""
+"""PyWrenJobTrigger against real jobs (Lithops, and pywren-ibm-cloud for the tests marked
+``engines``) on a real S3 endpoint (and localhost storage)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ async def fetch(job: JobRef, config: dict[str, Any]) -> list[Any]:
         return await afetch_results(source, job)
 
 
+@pytest.mark.engines
 async def test_success_event_and_results(submit_job, lithops_config) -> None:
     job = submit_job(add, [{"x": i} for i in range(1, 6)], extra_args={"y": 10})
     event = await first_event(job, poll_interval=1)
@@ -42,6 +44,7 @@ async def test_success_event_and_results(submit_job, lithops_config) -> None:
     assert await fetch(job, lithops_config) == [11, 12, 13, 14, 15]
 
 
+@pytest.mark.engines
 async def test_failed_call_is_named_with_its_remote_error(submit_job, lithops_config) -> None:
     job = submit_job(fail_on, [1, 2, 3, 4, 5, 6])
     event = await first_event(job, poll_interval=1, fail_fast=False)
@@ -53,6 +56,7 @@ async def test_failed_call_is_named_with_its_remote_error(submit_job, lithops_co
         await fetch(job, lithops_config)
 
 
+@pytest.mark.engines
 async def test_deadline_gives_timeout_with_progress(submit_job) -> None:
     job = submit_job(sleep_then, [(1, 60), (2, 60)])
     event = await first_event(job, poll_interval=1, deadline=time.time() + 3)
@@ -62,6 +66,7 @@ async def test_deadline_gives_timeout_with_progress(submit_job) -> None:
     assert "0/2 calls done" in event["message"]
 
 
+@pytest.mark.engines
 async def test_progress_is_logged(submit_job, capfd: pytest.CaptureFixture[str]) -> None:
     # Airflow 3 routes logging through structlog, which writes to stdout here.
     job = submit_job(add, [1, 2, 3])
@@ -70,6 +75,7 @@ async def test_progress_is_logged(submit_job, capfd: pytest.CaptureFixture[str])
     assert "job M000: 3/3 done, 0 failed" in capfd.readouterr().out
 
 
+@pytest.mark.engines
 async def test_large_results_come_from_output_objects(submit_job, lithops_config) -> None:
     job = submit_job(big_result, [1, 2])
     assert (await first_event(job, poll_interval=1))["status"] == "success"
@@ -77,6 +83,7 @@ async def test_large_results_come_from_output_objects(submit_job, lithops_config
     assert results == ["1" * 20000, "2" * 20000]
 
 
+@pytest.mark.engines
 async def test_none_results(submit_job, lithops_config) -> None:
     job = submit_job(nothing, [1, 2])
     assert (await first_event(job, poll_interval=1))["status"] == "success"

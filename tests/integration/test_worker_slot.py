@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from pywren_deferrable.config import build_lithops_config, s3_credentials
+from pywren_deferrable.config import build_config, s3_credentials
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.results import afetch_results
 from pywren_deferrable.triggers.job import PyWrenJobTrigger
@@ -47,7 +47,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def test_task_process_exits_while_calls_run(lithops_conn: str) -> None:
+@pytest.mark.engines
+async def test_task_process_exits_while_calls_run(lithops_conn: str, engine: str) -> None:
     task = subprocess.run(
         [sys.executable, "-c", TASK_PROCESS], capture_output=True, text=True, timeout=180, check=False
     )
@@ -56,12 +57,13 @@ async def test_task_process_exits_while_calls_run(lithops_conn: str) -> None:
     trigger_kwargs = json.loads(line[len("TRIGGER=") :])
     job = JobRef.from_dict(trigger_kwargs["job"])
     conn = json.loads(os.environ["AIRFLOW_CONN_LITHOPS_DEFAULT"])
-    config = build_lithops_config(conn["extra"], login=conn["login"], password=conn["password"])
+    config = build_config(conn["extra"], login=conn["login"], password=conn["password"])
     try:
         # The task process is gone; the calls (6 s each) are still running in the runner.
         async with open_status_source(job.storage, s3_credentials(config)) as source:
             progress = await JobPoller(job).poll(source)
         assert progress.done < progress.total == 4
+        assert job.engine == engine
         assert job.runner_pid is not None and _alive(job.runner_pid)
         # ...and the job completes without the task process: the trigger sees it through.
         event = await PyWrenJobTrigger(**trigger_kwargs).wait_for_event()
