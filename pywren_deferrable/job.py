@@ -39,6 +39,8 @@ INIT_SUFFIX = ".init"
 ENGINE_LITHOPS = "lithops"
 ENGINE_PYWREN = "pywren"
 ENGINES = (ENGINE_LITHOPS, ENGINE_PYWREN)
+# How logs and errors name each engine.
+ENGINE_NAMES = {ENGINE_LITHOPS: "Lithops", ENGINE_PYWREN: "pywren-ibm-cloud"}
 
 
 @dataclass(frozen=True)

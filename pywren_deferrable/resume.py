@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable.hooks.lithops import LithopsHook
-from pywren_deferrable.job import JobRef
+from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import aforget
 from pywren_deferrable.results import (
     aclean_job,
@@ -60,6 +60,7 @@ def finish_job(
     storage session.
     """
     job = job_from_event(event)
+    engine = ENGINE_NAMES[job.engine]
     status = event["status"]
     config = hook.get_config()
     to_clean = [job] + [JobRef.from_dict(j) for j in also_clean or []]
@@ -92,8 +93,8 @@ def finish_job(
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")
                     )
-                    raise AirflowException(f"Lithops job failed: {event.get('message')}\n{report}")
-                raise AirflowException(f"Lithops job {status}: {event.get('message')}")
+                    raise AirflowException(f"{engine} job failed: {event.get('message')}\n{report}")
+                raise AirflowException(f"{engine} job {status}: {event.get('message')}")
             finally:
                 if clean_data and not kept and (fetch or status != EVENT_SUCCESS):
                     for done_job in to_clean:

@@ -37,7 +37,7 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
-from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
+from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ LITHOPS_DEFAULT_EXECUTION_TIMEOUT = 1800  # lithops.constants, when the config s
 PYWREN_DEFAULT_RUNTIME_TIMEOUT = 600  # pywren's localhost default; its calls get 5 s less
 RUNNER_DIR_ENV = "PYWREN_DEFERRABLE_RUNNER_DIR"
 PRIVATE_TMPDIR_ENV = "PYWREN_DEFERRABLE_PRIVATE_TMPDIR"
-ENGINE_NAMES = {ENGINE_LITHOPS: "Lithops", ENGINE_PYWREN: "pywren-ibm-cloud"}
 
 
 class SubmitError(RuntimeError):

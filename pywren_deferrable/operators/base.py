@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 
 from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
-from pywren_deferrable.job import JobRef
+from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import afind_reusable, aremember, task_lineage
 from pywren_deferrable.links import PyWrenJobLink, job_console_url
 from pywren_deferrable.operators.validation import (
@@ -205,11 +205,12 @@ class PyWrenBaseOperator(BaseOperator):
             self._storage(config, job.storage, lambda s: aremember(s, lineage, job, state, try_number))
 
     def submit_spec(self, context: Any, spec: JobSpec, deadline: float | None) -> JobRef:
-        """Hand ``spec`` to Lithops; return once every call is out (see :mod:`..submit`)."""
+        """Hand ``spec`` to its engine; return once every call is out (see :mod:`..submit`)."""
         job = submit(spec, deadline=deadline, name=self._runner_name(context))
         self._submitted = job  # for on_kill
         self.log.info(
-            "Submitted Lithops executor %s jobs %s: %d calls (storage %s://%s)",
+            "Submitted %s executor %s jobs %s: %d calls (storage %s://%s)",
+            ENGINE_NAMES[job.engine],
             job.executor_id,
             ",".join(job.job_ids),
             job.calls,
@@ -241,7 +242,7 @@ class PyWrenBaseOperator(BaseOperator):
         """The task was killed while waiting on the worker: stop a local job we host."""
         job = getattr(self, "_submitted", None)
         if job is not None and stop_runner(job):
-            self.log.info("Stopped the local Lithops runner of job %s", job.executor_id)
+            self.log.info("Stopped the local %s runner of job %s", ENGINE_NAMES[job.engine], job.executor_id)
 
     def _wait_here(self, trigger: PyWrenJobTrigger) -> dict[str, Any]:
         """Run the trigger's poll loop on the worker (``deferrable=False``): same events."""

@@ -1,8 +1,10 @@
-"""PyWrenJobTrigger: waits in the triggerer for a Lithops job to finish, fail or time out.
+"""PyWrenJobTrigger: waits in the triggerer for a job (Lithops or pywren-ibm-cloud) to finish,
+fail or time out.
 
 It only polls: it reads the job's status objects, never submits or deletes anything,
 so running it twice (triggerer HA) or restarting it is harmless. It never imports
-Lithops and never blocks the event loop.
+Lithops or pywren (the JobRef says which key layout and status format to read) and
+never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def is_transient(err: BaseException) -> bool:
 
 
 class PyWrenJobTrigger(BaseTrigger):
-    """Polls a Lithops job's status objects and fires one event when it ends.
+    """Polls a job's status objects and fires one event when it ends.
 
     Events (``event["status"]``): ``success``; ``failed`` (``failed_calls`` maps job
     ids to failed call ids, ``error`` is the first remote error, one line);

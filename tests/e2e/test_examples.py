@@ -58,7 +58,7 @@ def test_every_example_dag_is_covered_and_loads(example_dags: str) -> None:
 
 
 # Mapping over a bucket's objects (the word count) is Lithops-only here.
-ENGINE_EXAMPLES = sorted(set(EXPECTED) - {"example_pywren_wordcount"})
+ENGINE_EXAMPLES = sorted(set(EXPECTED))
 
 
 @pytest.mark.parametrize("dag_id", sorted(set(EXPECTED) - set(ENGINE_EXAMPLES)))

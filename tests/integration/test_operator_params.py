@@ -117,7 +117,8 @@ def texts(s3_server: LocalS3Server, bucket: str) -> str:
     return f"s3://{bucket}/lines/"
 
 
-def test_chunk_size_and_chunk_n_split_objects(lithops_conn: str, texts: str) -> None:
+@pytest.mark.engines
+def test_chunk_size_splits_objects(lithops_conn: str, texts: str) -> None:
     # Without chunking: one call per object.
     whole = PyWrenMapOperator(task_id="t", map_function=count_lines, map_iterdata=[texts], deferrable=False)
     assert run(whole) == [40, 2]
@@ -130,6 +131,19 @@ def test_chunk_size_and_chunk_n_split_objects(lithops_conn: str, texts: str) -> 
     sized.wait_for_result, sized.deferrable = True, False
     results = run(sized)
     assert len(results) == 5 and sum(results) == 42  # chunks are cut at newlines: no line lost
+
+
+@pytest.mark.engines
+def test_chunk_n_splits_objects(
+    lithops_conn: str, texts: str, engine: str, request: pytest.FixtureRequest
+) -> None:
+    if engine == "pywren":
+        # Measured: [12, 10, 10, 9] lines for a.txt's 40. pywren 1.7.3 sizes chunk_n chunks
+        # as size // n + size % n and one of its boundaries reads a line twice; chunk_size
+        # (above) is exact.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="pywren-ibm-cloud 1.7.3's chunk_n reads one line twice")
+        )
     chunked = PyWrenMapOperator(
         task_id="t", map_function=count_lines, map_iterdata=[texts], chunk_n=4, deferrable=False
     )
@@ -137,6 +151,7 @@ def test_chunk_size_and_chunk_n_split_objects(lithops_conn: str, texts: str) -> 
     assert len(results) == 8 and sum(results) == 42
 
 
+@pytest.mark.engines
 def test_reducer_one_per_object(lithops_conn: str, texts: str) -> None:
     op = PyWrenMapReduceOperator(
         task_id="t",
