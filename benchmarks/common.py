@@ -100,7 +100,8 @@ def unique_bucket(label: str) -> str:
 
 def lithops_config(endpoint: str, bucket: str, **overrides: Any) -> dict[str, Any]:
     """The Lithops config the embedded Connection gives (localhost compute, S3 on 127.0.0.1)."""
-    from pywren_deferrable.config import build_lithops_config, deep_merge
+    from pywren_deferrable.config import build_lithops_config
+    from pywren_deferrable.config_sections import deep_merge
     from pywren_deferrable.embedded import embedded_connection
 
     conn = embedded_connection(endpoint, bucket)

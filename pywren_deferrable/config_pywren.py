@@ -13,6 +13,7 @@ import os
 import tempfile
 from typing import Any
 
+from pywren_deferrable.config_sections import deep_merge, fill_connection_keys
 from pywren_deferrable.job import STORAGE_LOCALHOST, STORAGE_S3, StorageLocation
 
 # pywren-ibm-cloud 1.7.3's backends, by config section name.
@@ -77,8 +78,6 @@ def build_pywren_config(
                 f"equivalent (the Connection's engine is 'pywren')"
             )
         flat[LITHOPS_KEY_NAMES[key]] = value
-    from pywren_deferrable.config import deep_merge
-
     config = deep_merge(copy.deepcopy(extra), overrides)
     section = config.setdefault("pywren", {})
     if not isinstance(section, dict):
@@ -95,13 +94,13 @@ def build_pywren_config(
     # Cleaning is ours: after the results are fetched, and only the job's own prefixes.
     section["data_cleaner"] = False
     if storage in PYWREN_S3_STORAGE_BACKENDS:
-        storage_section = config.setdefault(storage, {})
-        if login and "access_key" not in storage_section:
-            storage_section["access_key"] = login
-        if password and "secret_key" not in storage_section:
-            storage_section["secret_key"] = password
-        if host and "endpoint" not in storage_section:
-            storage_section["endpoint"] = host
+        fill_connection_keys(
+            config.setdefault(storage, {}),
+            ("access_key", "secret_key"),
+            login=login,
+            password=password,
+            host=host,
+        )
     return config
 
 

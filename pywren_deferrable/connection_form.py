@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pywren_deferrable.config import S3_STORAGE_BACKENDS, deep_merge
+from pywren_deferrable.config import S3_STORAGE_BACKENDS
+from pywren_deferrable.config_sections import deep_merge
 
 FORM_PREFIX = "extra__lithops__"
 COMPUTE_BACKEND = "compute_backend"
