@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from threading import Thread
 from typing import Any
 
 from pywren_deferrable.submit import JobSpec, summarize_futures
@@ -91,16 +92,34 @@ class PywrenHostedJob:
         return job_summary(self.fexec, self.futures)
 
     def wait(self, deadline: float | None) -> bool:
-        # pywren's own wait polls the status objects (every second) until every call
-        # ended; its timeout is a SIGALRM, which needs whole seconds and the main thread.
+        if not self._join_job_monitors(deadline):
+            return False
+        # Every call ended: end the invoker and the localhost worker processes, or this
+        # process would not exit.
+        self.stop()
+        return True
+
+    def _join_job_monitors(self, deadline: float | None) -> bool:
+        """Wait for every call to end: False when ``deadline`` passed first."""
+        # pywren's invoker already watches each job's status objects, in one monitor
+        # thread per job that ends when all its calls did (it frees invocation slots as
+        # calls end). Joining those threads adds no storage requests to the trigger's.
+        monitors = [
+            t for t in getattr(self.fexec.invoker.job_monitor, "monitors", []) if isinstance(t, Thread)
+        ]
+        if monitors:
+            for monitor in monitors:
+                monitor.join(None if deadline is None else max(0.0, deadline - time.time()))
+                if monitor.is_alive():
+                    return False
+            return True
+        # With remote_invoker there is no local monitor: pywren's own wait() polls the
+        # status objects (every second); its timeout is a SIGALRM, in whole seconds.
         timeout = None if deadline is None else max(1, int(deadline - time.time()))
         try:
             self.fexec.wait(fs=self.futures, throw_except=False, download_results=False, timeout=timeout)
         except TimeoutError:
             return False
-        # Every call ended: end the invoker and the localhost worker processes, or this
-        # process would not exit.
-        self.stop()
         return True
 
     def stop(self) -> None:
