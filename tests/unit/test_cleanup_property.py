@@ -9,7 +9,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pywren_deferrable.job import ENGINE_PYWREN, JobRef, StorageLocation
+from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN, JobRef, StorageLocation
 from pywren_deferrable.results import aclean_job
 from pywren_deferrable.triggers.status import LocalStatusSource
 
@@ -35,6 +35,19 @@ def neighbours(executor_id: str, job_id: str) -> list[str]:
         "lithops.runtimes/localhost/3.8.0/python.meta.json",
         f"pywren-deferrable/lineage/{executor_id}.json",
     ]
+
+
+def localhost_job(root: str, executor_id: str, jobs: list[str], engine: str) -> JobRef:
+    """A one-call-per-job JobRef of ``engine`` whose objects live in a localhost bucket."""
+    return JobRef(
+        executor_id,
+        tuple(jobs),
+        {j: 1 for j in jobs},
+        StorageLocation(kind="localhost", bucket=BUCKET, backend="localhost", root=root),
+        "map",
+        "test",
+        engine=engine,
+    )
 
 
 def clean_and_check(root: str, job: JobRef, own: set[str], others: set[str]) -> int:
@@ -73,14 +86,7 @@ def test_clean_deletes_exactly_the_jobs_keys(
     executor_id, jobs, other_executor, extra_keys, own_tails
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
-        job = JobRef(
-            executor_id,
-            tuple(jobs),
-            {j: 1 for j in jobs},
-            StorageLocation(kind="localhost", bucket=BUCKET, backend="localhost", root=root),
-            "map",
-            "3.8.0",
-        )
+        job = localhost_job(root, executor_id, jobs, ENGINE_LITHOPS)
         own = {f"{p}{tail}" for p in job.prefixes() for tail in own_tails}
         others = set(extra_keys) | {k for j in jobs for k in neighbours(executor_id, j)}
         if other_executor != executor_id:
@@ -130,15 +136,7 @@ def test_clean_deletes_exactly_the_pywren_jobs_keys(
     own_tails: list[str],
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
-        job = JobRef(
-            executor_id,
-            tuple(jobs),
-            {j: 1 for j in jobs},
-            StorageLocation(kind="localhost", bucket=BUCKET, backend="localhost", root=root),
-            "map",
-            "1.7.3",
-            engine=ENGINE_PYWREN,
-        )
+        job = localhost_job(root, executor_id, jobs, ENGINE_PYWREN)
         tails = set(own_tails) | {"func.pickle", "aggdata.pickle", "00000/status.json", "00000/output.pickle"}
         own = {f"{p}{tail}" for p in job.prefixes() for tail in tails}
         others = set(extra_keys) | {k for j in jobs for k in pywren_neighbours(executor_id, j)}
