@@ -40,17 +40,23 @@ def job_console_url(job: JobRef, template: str | None = None) -> str | None:
         raise ValueError(f"the Connection's console_url template {template!r} is invalid: {err}") from None
 
 
+# The operator attribute that holds its job's console URL once the job is known.
+JOB_URL_ATTRIBUTE = "lithops_job_url"
+
+
 class PyWrenJobLink(BaseOperatorLink):
     """ "Lithops job data": the job's prefix in the storage console.
 
-    The operator stores the URL in XCom (under :attr:`xcom_key`) when it submits the job;
-    Airflow 3 reads it from there.
+    The UI reads the URL from XCom (under :attr:`xcom_key`). The operator pushes it when
+    it submits the job, so the link is there while the task is deferred; when the task
+    ends, Airflow 3 calls :meth:`get_link` in the task process and pushes its value under
+    the same key. The operator knows its job's URL by then (see :data:`JOB_URL_ATTRIBUTE`),
+    so nothing is read back from XCom: a lookup of a key that was never pushed (a storage
+    without a console) logs an error line in every healthy task's log.
     """
 
     name = "Lithops job data"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
-        return value if isinstance(value, str) else ""
+        url = getattr(operator, JOB_URL_ATTRIBUTE, None)
+        return url if isinstance(url, str) else ""

@@ -19,7 +19,7 @@ from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import afind_reusable, aremember, task_lineage
-from pywren_deferrable.links import PyWrenJobLink, job_console_url
+from pywren_deferrable.links import JOB_URL_ATTRIBUTE, PyWrenJobLink, job_console_url
 from pywren_deferrable.operators.validation import (
     check_module_list,
     check_optional_positive_int,
@@ -225,10 +225,18 @@ class PyWrenBaseOperator(BaseOperator):
     def publish_link(self, context: Any, job: JobRef) -> None:
         """Store the job's console URL for the "Lithops job data" extra link."""
         ti = context.get("ti") if hasattr(context, "get") else None
-        url = job_console_url(job, self._hook().console_url_template())
+        url = self.remember_link(job)
         push = getattr(ti, "xcom_push", None)
         if url and push is not None:
             push(key=PyWrenJobLink().xcom_key, value=url)
+
+    def remember_link(self, job: JobRef) -> str | None:
+        """Keep the job's console URL on the operator, where :class:`PyWrenJobLink` finds
+        it when the task ends (a resumed task is a fresh operator: it learns its job from
+        the trigger event)."""
+        url = job_console_url(job, self._hook().console_url_template())
+        setattr(self, JOB_URL_ATTRIBUTE, url or "")
+        return url
 
     def wait_for_job(self, context: Any, job: JobRef, *, deadline: float | None, **state: Any) -> Any:
         """Defer until ``job`` ends (or, with ``deferrable=False``, wait here), then resume
@@ -260,10 +268,20 @@ class PyWrenBaseOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: fetch results or fail with the remote errors."""
+        self.remember_link_from_event(event)
         also_clean = self.resume_state(event).get("also_clean")
         return self.shape_results(
             self.finish_job(event, also_clean=also_clean, forget_key=task_lineage(context))
         )
+
+    def remember_link_from_event(self, event: Any) -> None:
+        """:meth:`remember_link` for the event's job, first thing on resume, so that a task
+        failing on its job's results still shows the link (a bad event shows none)."""
+        setattr(self, JOB_URL_ATTRIBUTE, "")
+        try:
+            self.remember_link(JobRef.from_dict(event["job"]))
+        except Exception as err:  # the link is a convenience: never the task's error
+            self.log.debug("no job link: %s", err)
 
     def finish_job(
         self,

@@ -113,6 +113,7 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
         if state.get("phase") != PHASE_MAP:
             return super().execute_complete(context, event)
         # The map job of reducer_wait_local ended: fail (with its tracebacks) or submit the reducer.
+        self.remember_link_from_event(event)
         map_job = job_from_event(event)
         self.finish_job(event, fetch=False)  # raises unless every map call succeeded
         self.log.info("Map job %s done; submitting the reducer", map_job.executor_id)
