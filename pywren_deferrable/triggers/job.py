@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.triggers.poll import JobPoller, PollResult
+from pywren_deferrable.triggers.progress import ProgressLog
 
 DEFAULT_POLL_INTERVAL = 10.0
 MIN_POLL_INTERVAL = 0.5
@@ -182,7 +183,7 @@ class PyWrenJobTrigger(BaseTrigger):
         hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
         poller = JobPoller(self.job)
         interval = min(MIN_POLL_INTERVAL, self.poll_interval)
-        last_summary = ""
+        progress_log = ProgressLog()
         outage_since: float | None = None
         retry_delay = FIRST_RETRY_DELAY
         result: PollResult | None = None
@@ -210,10 +211,9 @@ class PyWrenJobTrigger(BaseTrigger):
                     retry_delay = min(retry_delay * 2, MAX_RETRY_DELAY)
                     continue
 
-                summary = result.summary()
-                if summary != last_summary:
-                    self.log.info("%s", summary)
-                    last_summary = summary
+                line = progress_log.update(result, time.monotonic())
+                if line:
+                    self.log.info("%s", line)
                 if result.failed and (self.fail_fast or result.complete):
                     return self._failed_event(result)
                 if result.complete:

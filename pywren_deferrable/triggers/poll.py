@@ -56,8 +56,16 @@ class JobProgress:
         while self.watermark + 1 < self.total and self.order[self.watermark + 1] in self.done:
             self.watermark += 1
 
+    @property
+    def running(self) -> int:
+        """Calls that started and have not ended."""
+        return len(self.started - self.done)
+
     def summary(self) -> str:
-        return f"job {self.job_id}: {len(self.done)}/{self.total} done, {len(self.failed)} failed"
+        return (
+            f"job {self.job_id}: {len(self.done)}/{self.total} done, {self.running} running, "
+            f"{len(self.failed)} failed"
+        )
 
 
 @dataclass(frozen=True)

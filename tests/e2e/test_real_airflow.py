@@ -123,7 +123,7 @@ def wait_deferred(airflow: AirflowCluster, dag_id: str, run_id: str, task_id: st
 
 
 def progress_lines(log: str) -> list[str]:
-    return re.findall(r"job M000: \d+/\d+ done, \d+ failed", log)
+    return re.findall(r"job M000: \d+/\d+ done, \d+ running, \d+ failed(?:, ETA \w+)?", log)
 
 
 def runner_pid(log: str) -> int:
@@ -159,7 +159,7 @@ def test_seed_example_map_returns_2_3_4(airflow: AirflowCluster, engine: str) ->
     log = assert_succeeded_once(airflow, dag_id, run_id, task_id, [2, 3, 4])
     # It went through the triggerer: the worker deferred, the trigger fired, the task resumed.
     assert "Pausing task as DEFERRED" in log
-    assert "job M000: 3/3 done, 0 failed" in log
+    assert "job M000: 3/3 done, 0 running, 0 failed" in log
     assert "Job " in log and "all 3 calls done" in log
     hosted = runner_pid(log)
     airflow.wait_for("the runner to leave once its job ended", lambda: is_gone(hosted), 30)
@@ -197,8 +197,11 @@ def test_deferred_task_holds_no_worker_slot(airflow: AirflowCluster) -> None:
     log = assert_succeeded_once(airflow, SLEEP_DAG, run_id, SLEEP_TASK, [1, 2, 3, 4])
     # The trigger's progress lines are part of the task's log, as the UI shows it.
     progress = progress_lines(log)
-    assert any(re.fullmatch(r"job M000: [0-3]/4 done, 0 failed", line) for line in progress), progress
-    assert progress[-1] == "job M000: 4/4 done, 0 failed"
+    assert any(
+        re.fullmatch(r"job M000: [0-3]/4 done, [0-4] running, 0 failed(?:, ETA \w+)?", line)
+        for line in progress
+    ), progress
+    assert progress[-1] == "job M000: 4/4 done, 0 running, 0 failed"
 
 
 def test_triggerer_killed_mid_job_is_replaced_without_loss(airflow: AirflowCluster) -> None:
@@ -222,7 +225,7 @@ def test_triggerer_killed_mid_job_is_replaced_without_loss(airflow: AirflowClust
     assert "Trigger fired event" not in logs[first_triggerer]
     fired = [job for job, text in logs.items() if "Trigger fired event" in text]
     assert len(fired) == 1 and fired[0] != first_triggerer, sorted(logs)
-    assert "job M000: 4/4 done, 0 failed" in logs[fired[0]]
+    assert "job M000: 4/4 done, 0 running, 0 failed" in logs[fired[0]]
 
 
 def test_storage_outage_mid_job_is_ridden_out(
@@ -287,9 +290,10 @@ def test_failing_call_fails_task_with_remote_traceback(airflow: AirflowCluster) 
     assert (ti["state"], ti["try_number"]) == ("failed", 1)
     log = airflow.task_log(FAIL_DAG, run_id, FAIL_TASK)
     # The trigger's lines (progress with the failure) and the worker's error are both there.
-    assert any(re.fullmatch(r"job M000: \d/4 done, 1 failed", line) for line in progress_lines(log)), log[
-        -3000:
-    ]
+    assert any(
+        re.fullmatch(r"job M000: \d/4 done, \d running, 1 failed(?:, ETA \w+)?", line)
+        for line in progress_lines(log)
+    ), log[-3000:]
     assert "M000/00002" in log
     # The remote traceback, down to the payload's frame.
     assert "Traceback" in log

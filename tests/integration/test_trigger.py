@@ -72,7 +72,7 @@ async def test_progress_is_logged(submit_job, capfd: pytest.CaptureFixture[str])
     job = submit_job(add, [1, 2, 3])
     event = await first_event(job, poll_interval=1)
     assert event["status"] == "success"
-    assert "job M000: 3/3 done, 0 failed" in capfd.readouterr().out
+    assert "job M000: 3/3 done, 0 running, 0 failed" in capfd.readouterr().out
 
 
 @pytest.mark.engines

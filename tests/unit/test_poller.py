@@ -51,7 +51,7 @@ async def test_counts_and_lists_incrementally(tmp_path) -> None:
     write_call(root, BUCKET, EXEC, "M000", call_id(2), running=True)
     first = await poller.poll(source)
     assert (first.done, first.total, first.new_done, first.complete) == (3, 5, 3, False)
-    assert first.summary() == "job M000: 3/5 done, 0 failed"
+    assert first.summary() == "job M000: 3/5 done, 1 running, 0 failed"
     assert poller.progress["M000"].started == {"00000", "00001", "00002", "00003"}
     # 00000 and 00001 are done, 00002 is not: the next listing starts after 00001.
     second = await poller.poll(source)
