@@ -80,6 +80,35 @@ class JobSpec:
         return f"JobSpec(call_type={self.call_type!r}, function={getattr(self.function, '__name__', '?')})"
 
 
+def object_urls(iterdata: Any) -> list[str]:
+    """The storage URLs a map's inputs name (``"cos://b/p/"`` or ``{"obj": url}``), in order."""
+    items = [iterdata] if isinstance(iterdata, str | dict) else iterdata
+    urls: list[str] = []
+    for item in items if isinstance(items, list | tuple) else ():
+        url = item.get("obj") if isinstance(item, dict) else item
+        if isinstance(url, str) and "://" in url:
+            urls.append(url)
+    return urls
+
+
+def explain_refusal(spec: JobSpec, error: str) -> str:
+    """``error`` from the engine, with what the user wrote that it is about.
+
+    Lithops says ``No objects found`` and nothing else when a map over storage URLs finds
+    no object: name the URLs and their buckets, which is what the user has to check.
+    """
+    if "No objects found" in error:
+        urls = object_urls(spec.iterdata)
+        if urls:
+            shown = ", ".join(urls[:5]) + (f" (and {len(urls) - 5} more)" if len(urls) > 5 else "")
+            buckets = sorted({url.partition("://")[2].split("/", 1)[0] for url in urls})
+            return (
+                f"{error}: no object under {shown} (bucket {', '.join(map(repr, buckets))}); check the "
+                "bucket and the prefix, and that the Connection's storage is the one that holds them"
+            )
+    return error
+
+
 def call_timeout(spec: JobSpec) -> float:
     """How long one call of ``spec`` may run before its engine stops it."""
     if spec.options.get("timeout"):
@@ -158,7 +187,12 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
 
     submitted_at = time.time()
     fexec = lithops.FunctionExecutor(config=spec.config)
-    futures = run_on_executor(fexec, spec)
+    try:
+        futures = run_on_executor(fexec, spec)
+    except Exception as err:
+        raise SubmitError(
+            f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
+        ) from err
     wait_until_dispatched(fexec, timeout=timeout)
     fexec.job_monitor.stop()
     return job_ref(spec, job_summary(fexec, futures), submitted_at)
@@ -251,7 +285,9 @@ def submit_detached(
         summary = json.load(handle)
     os.remove(handshake_path)
     if "error" in summary:
-        raise SubmitError(f"{engine} refused the job: {summary['error']}\n(runner log: {log_path})")
+        raise SubmitError(
+            f"{engine} refused the job: {explain_refusal(spec, summary['error'])}\n(runner log: {log_path})"
+        )
     return job_ref(spec, summary, submitted_at, runner_pid=process.pid, runner_log=log_path)
 
 

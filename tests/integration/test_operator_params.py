@@ -20,6 +20,7 @@ from pywren_deferrable import (
 )
 from pywren_deferrable.embedded import LocalS3Server
 from pywren_deferrable.job import JobRef, key_layout
+from pywren_deferrable.submit import SubmitError
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +322,15 @@ def test_job_link_is_published_from_the_connection_template(
     assert ti.pushed["_link_PyWrenJobLink"] == (
         f"{s3_server.endpoint}/browser/{bucket}/lithops.jobs/{job['executor_id']}-M000/"
     )
+
+
+def test_a_map_over_an_empty_prefix_names_the_prefix_and_bucket(lithops_conn: str, bucket: str) -> None:
+    """Lithops says only "No objects found": the error must say where nothing was found."""
+    op = PyWrenMapOperator(
+        task_id="t", map_function=count_lines, map_iterdata=[f"s3://{bucket}/nothing-here/"], deferrable=False
+    )
+    with pytest.raises(SubmitError) as caught:
+        run(op)
+    message = str(caught.value)
+    assert "No objects found: no object under " in message
+    assert f"{bucket}/nothing-here/" in message and f"(bucket {bucket!r})" in message

@@ -139,3 +139,18 @@ def test_sensor_rejects_a_job_that_is_not_a_jobref() -> None:
     sensor = PyWrenJobSensor(task_id="s", job={"executor_id": "x"})
     with pytest.raises(TypeError, match="job must be a JobRef dict"):
         sensor.poke({})
+
+
+def test_refusals_name_the_object_urls() -> None:
+    from pywren_deferrable.submit import JobSpec, explain_refusal
+
+    spec = JobSpec(
+        call_type="map", function=abs, iterdata=["minio://b/p/", {"obj": "minio://c/q"}, 3], config={}
+    )
+    assert explain_refusal(spec, "Exception: No objects found") == (
+        "Exception: No objects found: no object under minio://b/p/, minio://c/q (bucket 'b', 'c'); check "
+        "the bucket and the prefix, and that the Connection's storage is the one that holds them"
+    )
+    assert explain_refusal(spec, "ValueError: other") == "ValueError: other"
+    bare = JobSpec(call_type="map", function=abs, iterdata="cos://b/p/", config={})
+    assert "no object under cos://b/p/ (bucket 'b')" in explain_refusal(bare, "Exception: No objects found")
