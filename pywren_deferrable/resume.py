@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -46,6 +47,7 @@ def finish_job(
     also_clean: list[dict[str, Any]] | None = None,
     max_xcom_bytes: int | None = None,
     forget_key: str | None = None,
+    explain: Callable[[str], str] | None = None,
     log: Any = log,
 ) -> Any:
     """Act on a trigger event.
@@ -57,7 +59,8 @@ def finish_job(
     that ``fetch=False`` points to. Results over ``max_xcom_bytes`` (pickled) are not
     returned: their locations are, and they are kept. On success the lineage marker
     ``forget_key`` is deleted too (see :mod:`pywren_deferrable.lineage`), in the same
-    storage session.
+    storage session. ``explain`` may rewrite a failure report (remote tracebacks) before it
+    is raised.
     """
     job = job_from_event(event)
     engine = ENGINE_NAMES[job.engine]
@@ -93,6 +96,8 @@ def finish_job(
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")
                     )
+                    if explain is not None:
+                        report = explain(report)
                     raise AirflowException(f"{engine} job failed: {event.get('message')}\n{report}")
                 raise AirflowException(f"{engine} job {status}: {event.get('message')}")
             finally:

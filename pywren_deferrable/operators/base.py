@@ -10,7 +10,7 @@ call failed.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -29,6 +29,7 @@ from pywren_deferrable.operators.validation import (
 from pywren_deferrable.resume import finish_job
 from pywren_deferrable.submit import JobSpec, stop_runner, submit
 from pywren_deferrable.sync_bridge import run_sync
+from pywren_deferrable.tracebacks import code_index, restore_filenames
 from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
@@ -300,8 +301,17 @@ class PyWrenBaseOperator(BaseOperator):
             also_clean=also_clean,
             max_xcom_bytes=self.max_xcom_bytes,
             forget_key=forget_key,
+            explain=self.explain_failure,
             log=self.log,
         )
+
+    def payload_functions(self) -> list[Callable[..., Any]]:
+        """The functions this operator ships to Lithops (subclasses name theirs)."""
+        return []
+
+    def explain_failure(self, report: str) -> str:
+        """Point the remote tracebacks' ``<dynamic-code>`` frames at the DAG file."""
+        return restore_filenames(report, code_index(self.payload_functions()))
 
     def shape_results(self, results: Any) -> Any:
         """Turn the list of call results into the task's return value."""

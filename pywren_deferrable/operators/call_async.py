@@ -81,6 +81,9 @@ class PyWrenCallAsyncOperator(PyWrenBaseOperator):
     def shape_results(self, results: Any) -> Any:
         return results[0] if isinstance(results, list) and len(results) == 1 else results
 
+    def payload_functions(self) -> list[Callable[..., Any]]:
+        return [self.func]
+
 
 IbmPyWrenCallAsyncOperator = PyWrenCallAsyncOperator
 """The seed plugin's name, kept so that seed DAGs work with an import change only."""

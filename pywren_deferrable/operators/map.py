@@ -224,6 +224,9 @@ class PyWrenMapOperator(PyWrenBaseOperator):
             call_type="map", function=self.map_function, iterdata=iterdata, config=config, options=options
         )
 
+    def payload_functions(self) -> list[Callable[..., Any]]:
+        return [self.map_function]
+
 
 IbmPyWrenMapOperator = PyWrenMapOperator
 """The seed plugin's name, kept so that seed DAGs work with an import change only."""

@@ -129,6 +129,9 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
             return results
         return results[0]
 
+    def payload_functions(self) -> list[Callable[..., Any]]:
+        return [self.map_function, self.reduce_function]
+
 
 IbmPyWrenMapReduceOperator = PyWrenMapReduceOperator
 """The seed plugin's name, kept so that seed DAGs work with an import change only."""
