@@ -2,7 +2,8 @@
 
 No cloud account is needed to run the demo or the tests: moto's S3 server stands in
 for IBM COS and Lithops' ``localhost`` compute backend for IBM Code Engine / Cloud
-Functions. Production changes only the Connection. Needs the ``embedded`` extra.
+Functions. Production changes only the Connection. Needs moto's server
+(``pip install "pywren-deferrable[embedded]"``; the ``test`` extra has it too).
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from pywren_deferrable.operators.base import PyWrenBaseOperator
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def documented() -> set[str]:
+def documented(heading: str = "### Parameters") -> set[str]:
     text = README.read_text()
-    table = text[text.index("### Parameters") :]
+    table = text[text.index(heading) :]
     table = table[: table.index("\n\n", table.index("| --- |"))]
     names: set[str] = set()
     for row in table.splitlines()[2:]:
@@ -39,3 +39,14 @@ def test_readme_table_matches_the_operators() -> None:
         *(own_parameters(c) for c in (PyWrenCallAsyncOperator, PyWrenMapOperator, PyWrenMapReduceOperator))
     )
     assert documented() == code
+
+
+def test_readme_sensor_table_matches_the_sensor() -> None:
+    from pywren_deferrable import PyWrenJobSensor
+
+    own = {
+        p.name
+        for p in inspect.signature(PyWrenJobSensor.__init__).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
+    assert documented("### PyWrenJobSensor parameters") == own
