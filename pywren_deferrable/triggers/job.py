@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
+from pywren_deferrable.triggers.metrics import TriggerMetrics
 from pywren_deferrable.triggers.poll import JobPoller, PollResult
 from pywren_deferrable.triggers.progress import ProgressLog
 
@@ -187,10 +188,18 @@ class PyWrenJobTrigger(BaseTrigger):
         outage_since: float | None = None
         retry_delay = FIRST_RETRY_DELAY
         result: PollResult | None = None
+        metrics = TriggerMetrics(self.job)
+
+        def fire(event: TriggerEvent) -> TriggerEvent:
+            metrics.finished(event.payload["status"], result)
+            return event
+
         async with hook.astatus_source(self.job.storage) as source:
             while True:
                 try:
+                    requests_before, poll_started = source.requests, time.monotonic()
                     result = await poller.poll(source)
+                    metrics.poll(result, source.requests - requests_before, time.monotonic() - poll_started)
                     if outage_since is not None:
                         self.log.info("storage reachable again after %.0fs", time.monotonic() - outage_since)
                     outage_since = None
@@ -201,10 +210,12 @@ class PyWrenJobTrigger(BaseTrigger):
                     now = time.monotonic()
                     outage_since = outage_since or now
                     if now - outage_since > self.max_outage:
-                        return self._event(
-                            EVENT_ERROR,
-                            result,
-                            f"storage unreachable for more than {self.max_outage:.0f}s (max_outage): {err}",
+                        return fire(
+                            self._event(
+                                EVENT_ERROR,
+                                result,
+                                f"storage unreachable for more than {self.max_outage:.0f}s (max_outage): {err}",
+                            )
                         )
                     self.log.warning("storage error, retrying in %.0fs: %s", retry_delay, err)
                     await asyncio.sleep(retry_delay)
@@ -215,14 +226,16 @@ class PyWrenJobTrigger(BaseTrigger):
                 if line:
                     self.log.info("%s", line)
                 if result.failed and (self.fail_fast or result.complete):
-                    return self._failed_event(result)
+                    return fire(self._failed_event(result))
                 if result.complete:
-                    return self._event(EVENT_SUCCESS, result, f"all {result.total} calls done")
+                    return fire(self._event(EVENT_SUCCESS, result, f"all {result.total} calls done"))
                 if self.deadline is not None and time.time() >= self.deadline:
-                    return self._event(
-                        EVENT_TIMEOUT,
-                        result,
-                        f"deadline passed with {result.done}/{result.total} calls done",
+                    return fire(
+                        self._event(
+                            EVENT_TIMEOUT,
+                            result,
+                            f"deadline passed with {result.done}/{result.total} calls done",
+                        )
                     )
                 # Fast while calls are finishing, backing off to poll_interval when idle.
                 if result.new_done:

@@ -36,6 +36,8 @@ class JobProgress:
     done: set[str] = field(default_factory=set)
     failed: dict[str, CallStatus] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
+    # When the newest status.json seen was written (storage clock, epoch seconds).
+    last_status_at: float = 0.0
     # Every call up to order[watermark] (in listing order) is done.
     watermark: int = -1
     order: list[str] = field(default_factory=list)
@@ -184,6 +186,7 @@ class JobPoller:
                         progress.started_at.get(parsed.call, 0.0), modified
                     )
                 elif parsed.kind == "status" and parsed.call not in progress.done:
+                    progress.last_status_at = max(progress.last_status_at, modified)
                     finished.append(parsed.call)
             await asyncio.sleep(0)  # let other triggers run between pages of a huge listing
         statuses = await asyncio.gather(*(self._read_status(source, progress.job_id, c) for c in finished))
