@@ -1,0 +1,205 @@
+"""IBM COS end to end over TLS: Lithops' own ``ibm_cos`` storage backend (on the submitting
+side and in Lithops' localhost workers, where functions get the injected ``ibm_cos``
+client), the trigger and the result fetcher, against a local COS stand-in served over TLS
+with a test CA (``tls_cos``), with HMAC keys and with an IAM API key.
+
+Every process trusts the test CA through ``AWS_CA_BUNDLE`` / ``REQUESTS_CA_BUNDLE`` (set
+here in the test process, inherited by the localhost runner and Lithops' workers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException
+from ibm_iam_fakes import FakeIam
+from payloads.functions import fail_on
+from tls_cos import CosGateway, LocalCa, ca_env
+
+from pywren_deferrable import LithopsHook, PyWrenMapOperator
+from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, LocalS3Server, run_dag_test
+from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError
+
+pytestmark = pytest.mark.integration
+
+E2E_DAGS = Path(__file__).resolve().parents[1] / "e2e" / "dags"
+CONN_ID = "ibm_cos_tls"
+API_KEY = f"APIKEY-{uuid.uuid4().hex}"
+INPUT = {
+    "cos-input/a.txt": "the quick brown fox\njumps over the lazy dog\n" * 6,
+    "cos-input/b.txt": "lazy lazy dog\n" * 9,
+}
+SERVICE_INSTANCE = "crn:v1:bluemix:public:cloud-object-storage:global:a/0:test::"
+
+
+@pytest.fixture(scope="module")
+def gateway(s3_server: LocalS3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosGateway]:
+    ca = LocalCa(str(tmp_path_factory.mktemp("test-ca")))
+    iam = FakeIam(valid_keys={API_KEY})
+    gateway = CosGateway(backend=s3_server.endpoint, access_key_id=EMBEDDED_ACCESS_KEY, iam=iam, ca=ca)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def cos_bucket(s3_server: LocalS3Server, gateway: CosGateway) -> str:
+    bucket = s3_server.create_bucket(f"cos-{uuid.uuid4().hex[:12]}")
+    client = s3_server.client()
+    for key, text in INPUT.items():
+        client.put_object(Bucket=bucket, Key=key, Body=text.encode())
+    gateway.requests.clear()
+    return bucket
+
+
+def ibm_cos_connection(gateway: CosGateway, bucket: str, auth: str, api_key: str = API_KEY) -> str:
+    """The Connection as a user would write it: localhost compute, ibm_cos storage."""
+    section: dict[str, Any] = {"endpoint": gateway.endpoint, "region": "us-south", "storage_bucket": bucket}
+    conn: dict[str, Any] = {"conn_type": "lithops"}
+    if auth == "hmac":
+        conn.update(login=EMBEDDED_ACCESS_KEY, password=EMBEDDED_SECRET_KEY)
+    else:
+        section.update(api_key=api_key, iam_endpoint=gateway.iam_url, service_instance_id=SERVICE_INSTANCE)
+    conn["extra"] = {
+        "lithops": {"backend": "localhost", "storage": "ibm_cos"},
+        "localhost": {"version": 1},
+        "ibm_cos": section,
+    }
+    return json.dumps(conn)
+
+
+@pytest.fixture
+def trust_test_ca(monkeypatch: pytest.MonkeyPatch, gateway: CosGateway) -> None:
+    for name, value in ca_env(gateway.ca.ca_file).items():
+        monkeypatch.setenv(name, value)
+
+
+def use_connection(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", value)
+
+
+def bucket_keys(s3_server: LocalS3Server, bucket: str, prefix: str = "") -> set[str]:
+    pages = s3_server.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_the_trigger_side_verifies_tls_with_the_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, gateway: CosGateway, cos_bucket: str
+) -> None:
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, "hmac"))
+    for name in ca_env(""):
+        monkeypatch.delenv(name, raising=False)
+    ok, message = LithopsHook(CONN_ID).test_connection()
+    assert not ok
+    assert "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message
+    for name, value in ca_env(gateway.ca.ca_file).items():
+        monkeypatch.setenv(name, value)
+    ok, message = LithopsHook(CONN_ID).test_connection()
+    assert ok, message
+    assert gateway.endpoint in message
+
+
+@pytest.mark.parametrize("auth", ["hmac", "iam"])
+def test_dag_over_tls(
+    auth: str,
+    monkeypatch: pytest.MonkeyPatch,
+    trust_test_ca: None,
+    gateway: CosGateway,
+    cos_bucket: str,
+    s3_server: LocalS3Server,
+    airflow_db: str,
+) -> None:
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, auth))
+    # dag.test() serializes the DAGs of the configured DAG bundles: add the test DAGs' one.
+    bundles = [
+        {
+            "name": name,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": path},
+        }
+        for name, path in (("dags-folder", os.environ["AIRFLOW__CORE__DAGS_FOLDER"]), ("e2e", str(E2E_DAGS)))
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    iam_requests = gateway.iam.requests
+    state, results = run_dag_test(str(E2E_DAGS), "e2e_ibm_cos")
+    assert state == "success", results
+
+    # cos:// prefix in 64-byte chunks: one call per chunk, every line counted once.
+    chunks = sum(math.ceil(len(text) / 64) for text in INPUT.values())
+    counts = results["count_lines"]
+    assert len(counts) == chunks > len(INPUT)
+    assert sum(counts) == sum(text.count("\n") for text in INPUT.values())
+    # The injected ibm_cos client read and wrote through the TLS endpoint.
+    assert results["copy_upper"] == [len(INPUT[key]) for key in sorted(INPUT)]
+    client = s3_server.client()
+    for key, text in INPUT.items():
+        assert (
+            client.get_object(Bucket=cos_bucket, Key=f"written/{key}")["Body"].read() == text.upper().encode()
+        )
+    # clean_data: no call of either job left behind.
+    assert not [k for k in bucket_keys(s3_server, cos_bucket, "lithops.jobs/") if "/status.json" in k]
+
+    # Who authenticated how (every client: Lithops' and the trigger's, over TLS).
+    assert gateway.count("rejected") == 0
+    if auth == "hmac":
+        assert gateway.count("hmac") > 0 and gateway.count("bearer") == 0
+    else:
+        assert gateway.count("bearer") > 0 and gateway.count("hmac") == 0
+        assert gateway.iam.requests > iam_requests
+        assert gateway.bearer_tokens <= set(gateway.iam.issued)
+
+
+def test_failing_call_over_tls_fails_with_the_remote_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    trust_test_ca: None,
+    gateway: CosGateway,
+    cos_bucket: str,
+    s3_server: LocalS3Server,
+) -> None:
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, "iam"))
+    op = PyWrenMapOperator(
+        task_id="t",
+        lithops_conn_id=CONN_ID,
+        map_function=fail_on,
+        map_iterdata=[1, 2, 3],
+        extra_params={"bad": 2},
+        clean_data=True,
+        deferrable=False,
+    )
+    with pytest.raises(AirflowException) as failure:
+        op.execute({"ti": _FakeTI()})
+    message = str(failure.value)
+    assert "M000/00001" in message
+    assert "Traceback (most recent call last)" in message
+    assert "ValueError: boom on 2" in message
+    assert not [k for k in bucket_keys(s3_server, cos_bucket, "lithops.jobs/") if "/status.json" in k]
+    assert gateway.count("rejected") == 0 and gateway.count("bearer") > 0
+
+
+def test_a_key_iam_rejects_fails_at_submit(
+    monkeypatch: pytest.MonkeyPatch, trust_test_ca: None, gateway: CosGateway, cos_bucket: str
+) -> None:
+    bad_key = f"BAD-{uuid.uuid4().hex}"
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, "iam", api_key=bad_key))
+    op = PyWrenMapOperator(
+        task_id="t", lithops_conn_id=CONN_ID, map_function=fail_on, map_iterdata=[1], deferrable=False
+    )
+    with pytest.raises(IamAuthenticationError) as info:
+        op.execute({"ti": _FakeTI()})
+    assert "rejected the API key" in str(info.value)
+    assert bad_key not in str(info.value)
+    assert gateway.count("bearer") == 0 and gateway.count("hmac") == 0  # nothing reached COS
+
+
+class _FakeTI:
+    dag_id, run_id, task_id, map_index, try_number = "dag", "run-1", "t", -1, 1
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        raise KeyError(task_ids)
