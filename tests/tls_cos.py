@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import ssl
 import tempfile
@@ -32,7 +33,10 @@ import trustme
 from aiohttp import web
 from ibm_iam_fakes import FakeIam
 
+from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
+
 # Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
+SERVICE_INSTANCE = "crn:v1:bluemix:public:cloud-object-storage:global:a/0:test::"
 _DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length"}
 _DROP_RESPONSE = {
     "connection",
@@ -197,3 +201,30 @@ def ca_env(ca_file: str) -> dict[str, Any]:
     storage clients, the trigger's aiobotocore client) read ``AWS_CA_BUNDLE``; requests
     (IAM token managers) and our IAM client read ``REQUESTS_CA_BUNDLE``."""
     return {"AWS_CA_BUNDLE": ca_file, "REQUESTS_CA_BUNDLE": ca_file}
+
+
+def ibm_cos_connection(gateway: CosGateway, bucket: str, auth: str, api_key: str = "") -> str:
+    """The Connection as a user would write it: localhost compute, ibm_cos storage."""
+    section: dict[str, Any] = {"endpoint": gateway.endpoint, "region": "us-south", "storage_bucket": bucket}
+    conn: dict[str, Any] = {"conn_type": "lithops"}
+    if auth == "hmac":
+        conn.update(login=EMBEDDED_ACCESS_KEY, password=EMBEDDED_SECRET_KEY)
+    else:
+        section.update(api_key=api_key, iam_endpoint=gateway.iam_url, service_instance_id=SERVICE_INSTANCE)
+    conn["extra"] = {
+        "lithops": {"backend": "localhost", "storage": "ibm_cos"},
+        "localhost": {"version": 1},
+        "ibm_cos": section,
+    }
+    return json.dumps(conn)
+
+
+def start_gateway(moto_endpoint: str, directory: str, api_keys: set[str]) -> CosGateway:
+    """A started gateway in front of ``moto_endpoint``, with a new test CA in ``directory``,
+    accepting the embedded HMAC keys and IAM tokens for ``api_keys``."""
+    return CosGateway(
+        backend=moto_endpoint,
+        access_key_id=EMBEDDED_ACCESS_KEY,
+        iam=FakeIam(valid_keys=set(api_keys)),
+        ca=LocalCa(directory),
+    ).start()

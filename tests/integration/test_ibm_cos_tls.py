@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
-from ibm_iam_fakes import FakeIam
 from payloads.functions import fail_on
-from tls_cos import CosGateway, LocalCa, ca_env
+from tls_cos import CosGateway, ca_env, ibm_cos_connection, start_gateway
 
 from pywren_deferrable import LithopsHook, PyWrenMapOperator
-from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, LocalS3Server, run_dag_test
+from pywren_deferrable.embedded import LocalS3Server, run_dag_test
 from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError
 
 pytestmark = pytest.mark.integration
@@ -36,15 +35,11 @@ INPUT = {
     "cos-input/a.txt": "the quick brown fox\njumps over the lazy dog\n" * 6,
     "cos-input/b.txt": "lazy lazy dog\n" * 9,
 }
-SERVICE_INSTANCE = "crn:v1:bluemix:public:cloud-object-storage:global:a/0:test::"
 
 
 @pytest.fixture(scope="module")
 def gateway(s3_server: LocalS3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosGateway]:
-    ca = LocalCa(str(tmp_path_factory.mktemp("test-ca")))
-    iam = FakeIam(valid_keys={API_KEY})
-    gateway = CosGateway(backend=s3_server.endpoint, access_key_id=EMBEDDED_ACCESS_KEY, iam=iam, ca=ca)
-    gateway.start()
+    gateway = start_gateway(s3_server.endpoint, str(tmp_path_factory.mktemp("test-ca")), {API_KEY})
     yield gateway
     gateway.stop()
 
@@ -57,22 +52,6 @@ def cos_bucket(s3_server: LocalS3Server, gateway: CosGateway) -> str:
         client.put_object(Bucket=bucket, Key=key, Body=text.encode())
     gateway.requests.clear()
     return bucket
-
-
-def ibm_cos_connection(gateway: CosGateway, bucket: str, auth: str, api_key: str = API_KEY) -> str:
-    """The Connection as a user would write it: localhost compute, ibm_cos storage."""
-    section: dict[str, Any] = {"endpoint": gateway.endpoint, "region": "us-south", "storage_bucket": bucket}
-    conn: dict[str, Any] = {"conn_type": "lithops"}
-    if auth == "hmac":
-        conn.update(login=EMBEDDED_ACCESS_KEY, password=EMBEDDED_SECRET_KEY)
-    else:
-        section.update(api_key=api_key, iam_endpoint=gateway.iam_url, service_instance_id=SERVICE_INSTANCE)
-    conn["extra"] = {
-        "lithops": {"backend": "localhost", "storage": "ibm_cos"},
-        "localhost": {"version": 1},
-        "ibm_cos": section,
-    }
-    return json.dumps(conn)
 
 
 @pytest.fixture
@@ -116,7 +95,7 @@ def test_dag_over_tls(
     s3_server: LocalS3Server,
     airflow_db: str,
 ) -> None:
-    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, auth))
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, auth, api_key=API_KEY))
     # dag.test() serializes the DAGs of the configured DAG bundles: add the test DAGs' one.
     bundles = [
         {
@@ -163,7 +142,7 @@ def test_failing_call_over_tls_fails_with_the_remote_traceback(
     cos_bucket: str,
     s3_server: LocalS3Server,
 ) -> None:
-    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, "iam"))
+    use_connection(monkeypatch, ibm_cos_connection(gateway, cos_bucket, "iam", api_key=API_KEY))
     op = PyWrenMapOperator(
         task_id="t",
         lithops_conn_id=CONN_ID,
