@@ -36,6 +36,7 @@ from ibm_iam_fakes import FakeIam
 from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
 
 # Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
+PUBLIC_IAM_HOST = "iam.cloud.ibm.com"
 SERVICE_INSTANCE = "crn:v1:bluemix:public:cloud-object-storage:global:a/0:test::"
 _DROP_REQUEST = {"host", "connection", "keep-alive", "transfer-encoding", "content-length"}
 _DROP_RESPONSE = {
@@ -59,7 +60,8 @@ class LocalCa:
     def __post_init__(self) -> None:
         self.ca_file = os.path.join(self.directory, "test-ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_file)
-        self.server_cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        # Also IAM's public name: Lithops' token managers always ask it (see CosGateway).
+        self.server_cert = self.ca.issue_cert("127.0.0.1", "localhost", PUBLIC_IAM_HOST)
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -84,10 +86,19 @@ class CosGateway:
     # (auth kind, operation) -> count; auth kind: "hmac", "bearer", "rejected".
     requests: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     bearer_tokens: set[str] = field(default_factory=set)
+    tunnels: int = 0  # CONNECTs to IAM's public name, tunnelled here
+    tunnels_refused: int = 0
 
     @property
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def proxy_url(self) -> str:
+        """An HTTP proxy (``HTTPS_PROXY``) that tunnels ``CONNECT iam.cloud.ibm.com:443`` to
+        this gateway and refuses every other destination: Lithops' own token managers, which
+        always ask the public IAM endpoint, then get their tokens from the IAM stand-in."""
+        return f"http://127.0.0.1:{self.proxy_port}"
 
     @property
     def iam_url(self) -> str:
@@ -159,6 +170,32 @@ class CosGateway:
                 return response
             return web.Response(status=upstream.status, headers=out_headers, body=payload)
 
+    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target = head.split(b" ", 2)[:2]
+            if method != b"CONNECT" or target.decode() != f"{PUBLIC_IAM_HOST}:443":
+                self.tunnels_refused += 1
+                writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.tunnels += 1
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
     async def _serve(self, started: threading.Event) -> None:
         self._session = aiohttp.ClientSession(skip_auto_headers=("Content-Type", "User-Agent"))
         app = web.Application(client_max_size=1024**3)
@@ -169,9 +206,12 @@ class CosGateway:
         site = web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self.ca.server_context())
         await site.start()
         self.port = runner.addresses[0][1]
+        proxy = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
+        self.proxy_port = proxy.sockets[0].getsockname()[1]
         self._stop = asyncio.Event()
         started.set()
         await self._stop.wait()
+        proxy.close()
         await runner.cleanup()
         await self._session.close()
 

@@ -23,6 +23,7 @@ from payloads.functions import fail_on
 from tls_cos import CosGateway, ca_env, ibm_cos_connection, start_gateway
 
 from pywren_deferrable import LithopsHook, PyWrenMapOperator
+from pywren_deferrable.config import build_config
 from pywren_deferrable.embedded import LocalS3Server, run_dag_test
 from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError
 
@@ -46,6 +47,7 @@ def gateway(s3_server: LocalS3Server, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def cos_bucket(s3_server: LocalS3Server, gateway: CosGateway) -> str:
+    gateway.bearer_tokens.clear()
     bucket = s3_server.create_bucket(f"cos-{uuid.uuid4().hex[:12]}")
     client = s3_server.client()
     for key, text in INPUT.items():
@@ -182,3 +184,44 @@ class _FakeTI:
 
     def xcom_pull(self, task_ids: str) -> Any:
         raise KeyError(task_ids)
+
+
+@pytest.mark.parametrize("key_field", ["api_key", "iam_api_key"])
+def test_lithops_own_token_managers_get_their_tokens_from_the_iam_stand_in(
+    key_field: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    trust_test_ca: None,
+    gateway: CosGateway,
+    cos_bucket: str,
+) -> None:
+    """Without a token from the provider (a function whose token is near its expiry renews
+    it this way), Lithops' token managers (ibm_botocore's for ``api_key``, ibm-cloud-sdk-core's
+    for ``iam_api_key``) ask the public IAM endpoint, which they cannot be told otherwise:
+    through the gateway's proxy that name reaches the IAM stand-in, so the same stand-in
+    serves Lithops and the trigger."""
+    from lithops import Storage
+    from lithops.util import ibm_token_manager
+
+    for manager in (ibm_token_manager.COSTokenManager, ibm_token_manager.IAMTokenManager):
+        monkeypatch.setattr(manager, "TOKEN_FILE", str(tmp_path / manager.TYPE / "token"))
+    monkeypatch.setenv("HTTPS_PROXY", gateway.proxy_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    conn = json.loads(ibm_cos_connection(gateway, cos_bucket, "iam", api_key=API_KEY))
+    section = conn["extra"]["ibm_cos"]
+    section[key_field] = section.pop("api_key")
+    del section["iam_endpoint"]  # Lithops has no such setting: its managers ask the public name
+    config = build_config(conn["extra"])
+    issued = len(gateway.iam.issued)
+
+    storage = Storage(config=config)
+    assert sorted(storage.list_keys(cos_bucket, "cos-input/")) == sorted(INPUT)
+    storage.put_object(cos_bucket, "lithops-wrote", b"ok")
+    assert storage.get_object(cos_bucket, "lithops-wrote") == b"ok"
+
+    assert gateway.tunnels >= 1 and gateway.tunnels_refused == 0
+    assert len(gateway.iam.issued) == issued + 1
+    assert gateway.bearer_tokens == {gateway.iam.issued[-1]}
+    assert gateway.count("bearer") >= 3 and gateway.count("hmac") == gateway.count("rejected") == 0
+    # Lithops cached the token where it always does (here, the test's directory).
+    assert (tmp_path / ("COS" if key_field == "api_key" else "IAM") / "token").exists()
