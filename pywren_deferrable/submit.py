@@ -37,6 +37,8 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
+from pywren_deferrable.extras import check_backend_modules
+from pywren_deferrable.hooks.ibm_iam import give_lithops_an_iam_token
 from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
 log = logging.getLogger(__name__)
@@ -330,7 +332,13 @@ def is_localhost(config: dict[str, Any]) -> bool:
 
 
 def submit(spec: JobSpec, *, deadline: float | None, name: str = "job") -> JobRef:
-    """Submit ``spec`` the way its engine and backend need (see the module docstring)."""
+    """Submit ``spec`` the way its engine and backend need (see the module docstring).
+
+    A backend whose cloud SDK is not installed fails here, naming the extra to install,
+    instead of with a ``ModuleNotFoundError`` from inside Lithops (or its runner). IBM COS
+    with an API key gets its IAM token here, from the Connection's IAM endpoint."""
+    check_backend_modules(spec.config)
+    give_lithops_an_iam_token(spec.config)
     if engine_of(spec.config) == ENGINE_PYWREN or is_localhost(spec.config):
         return submit_detached(spec, deadline=deadline, name=name)
     return submit_in_process(spec)

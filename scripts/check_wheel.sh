@@ -24,3 +24,23 @@ widgets = [k for k in pm.connection_form_widgets if k.startswith("extra__lithops
 assert "extra__lithops__iam_api_key" in widgets, widgets
 print("wheel OK: provider, connection type, form fields and task decorators registered")
 PY
+# The [ibm] extra gives everything Lithops' IBM backends import (IBM COS, Code Engine, Cloud
+# Functions, VPC): the provider's own check finds nothing missing, and the backends load.
+wheel=$(ls "$work"/dist/*.whl)
+VIRTUAL_ENV="$work/venv" uv pip install -q "${wheel}[ibm]"
+"$work/venv/bin/python" - <<'PY'
+import importlib
+
+from pywren_deferrable.extras import missing_modules
+
+for compute in ("code_engine", "ibm_cf", "ibm_vpc"):
+    assert not missing_modules(compute, "ibm_cos"), missing_modules(compute, "ibm_cos")
+for module in (
+    "lithops.storage.backends.ibm_cos",
+    "lithops.serverless.backends.code_engine",
+    "lithops.serverless.backends.ibm_cf",
+    "lithops.standalone.backends.ibm_vpc",
+):
+    importlib.import_module(module)
+print("wheel[ibm] OK: Lithops' IBM COS, Code Engine, Cloud Functions and VPC backends load")
+PY

@@ -4,7 +4,10 @@ both aiohttp servers on 127.0.0.1, for tests of ``pywren_deferrable.hooks.ibm_ia
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +17,18 @@ from aiohttp import web
 
 GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
 _serial = itertools.count(1)
+
+
+def jwt_like(claims: dict[str, object]) -> str:
+    """A token shaped like IAM's (a JWT): ibm-cloud-sdk-core reads its ``exp`` / ``iat``
+    claims (unverified) to know when to renew it. Signed with nothing: only the stand-ins
+    check tokens, by value."""
+
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    signature = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{signature}"
 
 
 class FakeClock:
@@ -73,7 +88,10 @@ class FakeIam:
                 {"errorCode": "BXNIM0415E", "errorMessage": message, "context": {"requestId": "x"}},
                 status=400,
             )
-        token = f"tok-{next(_serial)}-{'x' * 40}"
+        now = int(time.time())
+        token = jwt_like(
+            {"iam_id": "IBMid-test", "jti": f"tok-{next(_serial)}", "iat": now, "exp": now + self.expires_in}
+        )
         self.issued.append(token)
         return web.json_response(
             {
@@ -81,7 +99,7 @@ class FakeIam:
                 "refresh_token": "not_supported",
                 "token_type": "Bearer",
                 "expires_in": self.expires_in,
-                "expiration": 1_700_000_000 + self.expires_in,
+                "expiration": now + self.expires_in,
                 "scope": "ibm openid",
             }
         )

@@ -24,10 +24,13 @@ Keys and tokens never appear in logs, reprs or exception messages.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import json
 import logging
+import os
+import ssl
 import threading
 import time
 import weakref
@@ -99,6 +102,19 @@ def normalize_iam_endpoint(endpoint: str | None) -> str:
     if parts.path in ("", "/"):
         return endpoint.rstrip("/") + IAM_TOKEN_PATH
     return endpoint
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
+def iam_ssl() -> ssl.SSLContext | bool:
+    """How to verify IAM's TLS certificate: with ``REQUESTS_CA_BUNDLE`` when set (the CA
+    bundle Lithops' own IAM token managers, which use requests, verify with), else with the
+    system's CAs. The context is loaded once per bundle path."""
+    cafile = os.environ.get("REQUESTS_CA_BUNDLE")
+    return _ssl_context(cafile) if cafile else True
 
 
 class IamToken:
@@ -245,7 +261,7 @@ class IamTokenManager:
                 # outlives the event loop that made it.
                 async with (
                     aiohttp.ClientSession(timeout=timeout, trust_env=True) as session,
-                    session.post(self.endpoint, data=form, headers=headers) as response,
+                    session.post(self.endpoint, data=form, headers=headers, ssl=iam_ssl()) as response,
                 ):
                     status = response.status
                     body = await response.read()
@@ -387,3 +403,39 @@ class IamBearerAuth:
         self._manager.invalidate(generation)
         self.auth_retries += 1
         return 0
+
+
+def lithops_token_fields(api_key: str, endpoint: str | None = None) -> dict[str, Any]:
+    """A new IAM token for Lithops' ``ibm_cos`` section, as Lithops caches its own:
+    ``{"token": ..., "token_expiry_time": <epoch seconds>}``.
+
+    Lithops' token managers always ask the public IAM endpoint (its ``ibm_cos`` config has
+    no IAM endpoint setting) and reuse a ``token`` from the config while it has more than
+    20 minutes left. Handing Lithops a token obtained here, from the IAM endpoint the
+    Connection names, makes Lithops (on the submitting side and in its workers) and the
+    triggerer use one IAM endpoint, and a rejected key fail at submit with a clear
+    :class:`IamAuthenticationError`. A fresh manager: the token gets its full lifetime.
+    """
+    from pywren_deferrable.sync_bridge import run_sync
+
+    manager = IamTokenManager(api_key, endpoint)
+    token = run_sync(manager.token)
+    remaining = token.expires_at - manager.clock()
+    return {"token": token.value, "token_expiry_time": int(time.time() + remaining)}
+
+
+def give_lithops_an_iam_token(config: dict[str, Any]) -> None:
+    """Put an IAM token into the ``ibm_cos`` section of a Lithops ``config`` whose IBM COS
+    storage authenticates with an API key (see :func:`lithops_token_fields`); no-op for
+    HMAC keys, other storages, pywren configs, or a config that already carries a token."""
+    from pywren_deferrable.config import s3_credentials
+
+    lithops_section = config.get("lithops")
+    if not isinstance(lithops_section, dict) or lithops_section.get("storage") != "ibm_cos":
+        return
+    section = config.setdefault("ibm_cos", {})
+    if section.get("token"):
+        return
+    credentials = s3_credentials(config)
+    if credentials.iam_api_key:
+        section.update(lithops_token_fields(credentials.iam_api_key, credentials.iam_endpoint))

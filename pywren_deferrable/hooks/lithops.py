@@ -23,6 +23,7 @@ from pywren_deferrable.config import (
     storage_location,
 )
 from pywren_deferrable.connection_form import expand_form_fields, missing_compute_keys
+from pywren_deferrable.extras import check_backend_modules
 from pywren_deferrable.job import ENGINE_PYWREN, STORAGE_LOCALHOST, StorageLocation, key_layout
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.status import StatusSource, open_status_source
@@ -133,6 +134,7 @@ class LithopsHook(BaseHook):
         backend's section has its required keys, and the storage bucket answers."""
         try:
             config = self.get_config()
+            check_backend_modules(config)
             missing = missing_compute_keys(config)
             backend = compute_backend_name(config)
             if missing:

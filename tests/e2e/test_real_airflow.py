@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 from airflow_cluster import AirflowCluster, ClusterError, TcpProxy, running_cluster
+from tls_cos import CosGateway, ca_env, ibm_cos_connection, start_gateway
 
 from pywren_deferrable.embedded import LocalS3Server, embedded_connection_env, embedded_pywren_connection
 
@@ -32,8 +33,10 @@ SLEEP_DAG, SLEEP_TASK = "e2e_sleep_map", "sleep_map"
 FAIL_DAG, FAIL_TASK = "e2e_fail_map", "fail_map"
 EXAMPLE_DAG, EXAMPLE_TASK = "example_pywren_map", "map_task"
 PYWREN_DAG = "e2e_map_pywren"
+IBM_COS_DAG = "e2e_ibm_cos"
+IBM_COS_API_KEY = f"APIKEY-{uuid.uuid4().hex}"
 ENGINE_DAGS = {"lithops": (EXAMPLE_DAG, EXAMPLE_TASK), "pywren": (PYWREN_DAG, "map")}
-DAG_IDS = [EXAMPLE_DAG, SLEEP_DAG, FAIL_DAG, PYWREN_DAG]
+DAG_IDS = [EXAMPLE_DAG, SLEEP_DAG, FAIL_DAG, PYWREN_DAG, IBM_COS_DAG]
 RUN_TIMEOUT = 240.0
 OUTAGE_SECONDS = 20.0
 
@@ -54,8 +57,27 @@ def e2e_bucket(s3_server: LocalS3Server) -> str:
 
 
 @pytest.fixture(scope="module")
+def cos_gateway(s3_server: LocalS3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CosGateway]:
+    """The IBM COS stand-in over TLS (see :mod:`tls_cos`) in front of the session's S3 endpoint."""
+    gateway = start_gateway(s3_server.endpoint, str(tmp_path_factory.mktemp("test-ca")), {IBM_COS_API_KEY})
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def cos_bucket(s3_server: LocalS3Server) -> str:
+    return s3_server.create_bucket(f"e2e-cos-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, s3_proxy: TcpProxy, e2e_bucket: str
+    tmp_path_factory: pytest.TempPathFactory,
+    s3_proxy: TcpProxy,
+    e2e_bucket: str,
+    cos_gateway: CosGateway,
+    cos_bucket: str,
 ) -> Iterator[AirflowCluster]:
     """api-server, scheduler, dag-processor and one triggerer for the whole module."""
     home = tmp_path_factory.mktemp("airflow-cluster")
@@ -68,6 +90,12 @@ def cluster(
             "AIRFLOW_CONN_PYWREN_DEFAULT": json.dumps(
                 embedded_pywren_connection(s3_proxy.endpoint, e2e_bucket)
             ),
+            # e2e_ibm_cos: IBM COS over TLS with an IAM API key; every component (and the
+            # Lithops runner and workers they start) trusts the test CA.
+            "AIRFLOW_CONN_IBM_COS_TLS": ibm_cos_connection(
+                cos_gateway, cos_bucket, "iam", api_key=IBM_COS_API_KEY
+            ),
+            **ca_env(cos_gateway.ca.ca_file),
             # The DAGs' payload modules (tests/payloads, example_dags/pywren_functions), for
             # the dag-processor, the tasks and the Lithops runner alike.
             "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT / "example_dags")]),
@@ -299,3 +327,31 @@ def test_failing_call_fails_task_with_remote_traceback(airflow: AirflowCluster) 
     assert "Traceback" in log
     assert "in fail_on" in log
     assert "ValueError: boom on 3" in log
+
+
+def test_ibm_cos_over_tls_with_an_iam_api_key(
+    airflow: AirflowCluster, cos_gateway: CosGateway, cos_bucket: str, s3_server: LocalS3Server
+) -> None:
+    """Lithops' ibm_cos backend in the runner and its workers, the triggerer's client and the
+    result fetcher, all over TLS with IAM bearer tokens from the IAM stand-in."""
+    texts = {"cos-input/a.txt": "one two\nthree\n" * 10, "cos-input/b.txt": "four\n" * 20}
+    client = s3_server.client()
+    for key, text in texts.items():
+        client.put_object(Bucket=cos_bucket, Key=key, Body=text.encode())
+    cos_gateway.requests.clear()
+    run_id = run_to_end(airflow, IBM_COS_DAG)
+    counts = airflow.xcom(IBM_COS_DAG, run_id, "count_lines")
+    assert airflow.dag_run(IBM_COS_DAG, run_id)["state"] == "success", counts
+    assert len(counts) == sum(-(-len(t) // 64) for t in texts.values()) > len(texts)
+    assert sum(counts) == sum(t.count("\n") for t in texts.values())
+    assert airflow.xcom(IBM_COS_DAG, run_id, "copy_upper") == [len(texts[k]) for k in sorted(texts)]
+    for key, text in texts.items():
+        assert (
+            client.get_object(Bucket=cos_bucket, Key=f"written/{key}")["Body"].read() == text.upper().encode()
+        )
+    log = airflow.task_log(IBM_COS_DAG, run_id, "count_lines")
+    assert "Pausing task as DEFERRED" in log
+    assert cos_gateway.count("rejected") == 0 and cos_gateway.count("hmac") == 0
+    assert cos_gateway.count("bearer") > 0 and cos_gateway.bearer_tokens <= set(cos_gateway.iam.issued)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=cos_bucket, Prefix="lithops.jobs/")
+    assert not [o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith("status.json")]
