@@ -50,12 +50,29 @@ def missing_server(what: str, install: str) -> None:
     pytest.skip(message)
 
 
+def start_server(command: list[str], what: str, **options: Any) -> subprocess.Popen[bytes]:
+    """Start a server with its output in a log file (a pipe nobody reads would block it)."""
+    log = tempfile.NamedTemporaryFile(prefix=f"{what}-", suffix=".log", delete=False)  # noqa: SIM115
+    with log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **options)
+    process.log_path = log.name  # type: ignore[attr-defined]
+    return process
+
+
+def stop_server(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server started by :func:`start_server` and remove its log."""
+    stop_process(process)
+    if process is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(process.log_path)  # type: ignore[attr-defined]
+
+
 def wait_for_port(port: int, process: subprocess.Popen[Any], what: str, timeout: float = 30.0) -> None:
     """Wait until something accepts connections on ``port``, or fail with the server's output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            out = Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
             raise RuntimeError(f"{what} exited with {process.returncode}: {out[-2000:]}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
@@ -77,7 +94,7 @@ class RedisServer:
         if binary is None:
             missing_server("redis-server", "apt-get install -y redis-server (.ci/run does it as root)")
         self.port = self.port or free_port()
-        self.process = subprocess.Popen(
+        self.process = start_server(
             [
                 str(binary),
                 "--bind",
@@ -91,14 +108,13 @@ class RedisServer:
                 "--requirepass",
                 self.password,
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            "redis-server",
         )
         wait_for_port(self.port, self.process, "redis-server")
         return self
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_server(self.process)
 
 
 @dataclass
@@ -124,7 +140,7 @@ class FakeGcsServer:
             )
         self.port = self.port or free_port()
         self.root = tempfile.mkdtemp(prefix="fake-gcs-")
-        self.process = subprocess.Popen(
+        self.process = start_server(
             [
                 str(binary),
                 "-scheme",
@@ -142,8 +158,7 @@ class FakeGcsServer:
                 "-log-level",
                 "error",
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            "fake-gcs-server",
         )
         wait_for_port(self.port, self.process, "fake-gcs-server")
         return self
@@ -159,7 +174,7 @@ class FakeGcsServer:
             return name
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_server(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -207,11 +222,14 @@ class _ConnectProxyServer(socketserver.ThreadingTCPServer):
 
 @dataclass
 class AzuriteServer:
-    """Azurite's blob service over HTTPS (a trustme CA), with a storage account of its own,
-    reachable as ``https://<account>.blob.core.windows.net`` through a CONNECT proxy."""
+    """Azurite's blob service with a storage account of its own. With ``tls`` (the
+    default), over HTTPS with a trustme CA and reachable as
+    ``https://<account>.blob.core.windows.net`` through a CONNECT proxy; without, at
+    ``http://127.0.0.1:<port>/<account>`` (for benchmarks beside plain-HTTP moto)."""
 
     account: str = field(default_factory=lambda: "acct" + secrets.token_hex(4))
     key: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(64)).decode())
+    tls: bool = True
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     proxy: _ConnectProxyServer | None = None
@@ -220,6 +238,8 @@ class AzuriteServer:
 
     @property
     def account_url(self) -> str:
+        if not self.tls:
+            return f"http://127.0.0.1:{self.port}/{self.account}"
         return f"https://{self.account}.blob.core.windows.net"
 
     @property
@@ -242,49 +262,40 @@ class AzuriteServer:
     def start(self) -> AzuriteServer:
         if not AZURITE_BIN.exists():
             missing_server("Azurite", "run `make azurite` (npm install --prefix .venv/node azurite)")
-        import trustme
-
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
-        ca = trustme.CA()
-        cert = ca.issue_cert("*.blob.core.windows.net", "127.0.0.1")
-        cert_path, key_path = f"{self.workdir}/cert.pem", f"{self.workdir}/key.pem"
-        self.ca_bundle = f"{self.workdir}/ca.pem"
-        cert.cert_chain_pems[0].write_to_path(cert_path)
-        cert.private_key_pem.write_to_path(key_path)
-        ca.cert_pem.write_to_path(self.ca_bundle)
         self.port = self.port or free_port()
-        self.process = subprocess.Popen(
-            # --skipApiVersionCheck: azure-storage-blob 12.31 (Lithops' backend) sends
-            # service version 2026-10-06, newer than Azurite 3.37's 2026-06-06; the
-            # operations it makes are older ones.
-            [
-                str(AZURITE_BIN),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(self.port),
-                "--cert",
-                cert_path,
-                "--key",
-                key_path,
-                "--inMemoryPersistence",
-                "--silent",
-                "--skipApiVersionCheck",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        # --skipApiVersionCheck: azure-storage-blob 12.31 (Lithops' backend) sends service
+        # version 2026-10-06, newer than Azurite 3.37's 2026-06-06; the operations it
+        # makes are older ones.
+        command = [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)]
+        command += ["--inMemoryPersistence", "--silent", "--skipApiVersionCheck"]
+        if self.tls:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("*.blob.core.windows.net", "127.0.0.1")
+            cert_path, key_path = f"{self.workdir}/cert.pem", f"{self.workdir}/key.pem"
+            self.ca_bundle = f"{self.workdir}/ca.pem"
+            cert.cert_chain_pems[0].write_to_path(cert_path)
+            cert.private_key_pem.write_to_path(key_path)
+            ca.cert_pem.write_to_path(self.ca_bundle)
+            command += ["--cert", cert_path, "--key", key_path]
+        self.process = start_server(
+            command,
+            "azurite",
             env={**os.environ, "AZURITE_ACCOUNTS": f"{self.account}:{self.key}"},
         )
         wait_for_port(self.port, self.process, "Azurite")
-        self.proxy = _ConnectProxyServer(self.port, ".blob.core.windows.net")
-        threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
+        if self.tls:
+            self.proxy = _ConnectProxyServer(self.port, ".blob.core.windows.net")
+            threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         if self.proxy is not None:
             self.proxy.shutdown()
             self.proxy.server_close()
-        stop_process(self.process)
+        stop_server(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

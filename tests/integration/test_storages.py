@@ -220,6 +220,12 @@ async def test_operator_trigger_results_clean_data(storage: Storage, conn: str) 
         left = await all_keys(source, "lithops.jobs/")
         assert left == ["lithops.jobs/ffffff-0-M000/00000/status.json"]
         assert not [k for k in await all_keys(source) if k.startswith("pywren-deferrable/")]
+    if storage.kind == "redis":  # nor any of the job's directory sets, nor their names
+        import redis
+
+        raw = redis.Redis(port=storage.extra["redis"]["port"], password=storage.extra["redis"]["password"])
+        assert raw.keys(f"storage/lithops.jobs/{job.executor_id}*") == []
+        assert raw.smembers("storage/lithops.jobs/") == {b"ffffff-0-M000/"}
 
 
 async def test_large_results_and_a_failed_call(storage: Storage, conn: str) -> None:
