@@ -135,8 +135,8 @@ class RedisStatusSource:
                     # Its value is gone (evicted, or deleted mid-listing): dropped, as
                     # Lithops' own listing drops a name without a value.
                     continue
-                # An LFU eviction policy has no idle time: "written now" only delays the
-                # loss of a call that never reports, it never hastens it.
+                # An LFU eviction policy keeps no idle time: "written now" never declares
+                # a call lost too early; one that dies is then found by start_timeout.
                 age = seconds if isinstance(seconds, int) else 0
                 page.append(ListedObject(name[offset:], now - age))
             yield page

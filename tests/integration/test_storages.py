@@ -208,7 +208,12 @@ async def test_operator_trigger_results_clean_data(storage: Storage, conn: str) 
     async with open_status_source(storage.location, storage.credentials) as source:
         await source.put("lithops.jobs/ffffff-0-M000/00000/status.json", b"{}")  # someone else's job
     op = PyWrenMapOperator(
-        task_id="t", map_function=add, map_iterdata=[1, 2, 3], extra_params={"y": 10}, clean_data=True
+        task_id="t",
+        map_function=add,
+        map_iterdata=[1, 2, 3],
+        extra_params={"y": 10},
+        clean_data=True,
+        poll_interval=1,
     )
     kwargs = defer(op, storage)
     job = JobRef.from_dict(kwargs["job"])
@@ -229,12 +234,30 @@ async def test_operator_trigger_results_clean_data(storage: Storage, conn: str) 
 
 
 async def test_large_results_and_a_failed_call(storage: Storage, conn: str) -> None:
-    op = PyWrenMapOperator(task_id="t", map_function=big_result, map_iterdata=[1, 2])
+    op = PyWrenMapOperator(task_id="t", map_function=big_result, map_iterdata=[1, 2], poll_interval=1)
     event = dict((await PyWrenJobTrigger(**defer(op, storage)).wait_for_event()).payload)
     assert op.execute_complete({"ti": FakeTI()}, event) == ["1" * 20000, "2" * 20000]
-    failing = PyWrenMapOperator(task_id="t", map_function=fail_on, map_iterdata=[1, 3], fail_fast=False)
+    failing = PyWrenMapOperator(
+        task_id="t", map_function=fail_on, map_iterdata=[1, 3], fail_fast=False, poll_interval=1
+    )
     event = dict((await PyWrenJobTrigger(**defer(failing, storage)).wait_for_event()).payload)
     assert event["status"] == "failed"
     assert event["failed_calls"] == {"M000": ["00001"]}
     with pytest.raises(AirflowException, match=r"(?s)Traceback.*ValueError: boom on 3"):
         failing.execute_complete({"ti": FakeTI()}, event)
+
+
+def test_connection_test_button(storage: Storage, conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pywren_deferrable.hooks.lithops import LithopsHook
+
+    ok, message = LithopsHook(conn).test_connection()
+    assert ok, message
+    assert storage.location.bucket in message
+    wrong = json.loads(json.dumps(storage.extra))
+    wrong.setdefault("gcp_storage", {})["storage_bucket"] = "no-such-bucket-here"
+    wrong.setdefault("azure_storage", {})["storage_bucket"] = "no-such-bucket-here"
+    wrong.setdefault("redis", {})["password"] = "wrong-password"
+    monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", json.dumps({"conn_type": "lithops", "extra": wrong}))
+    ok, message = LithopsHook(conn).test_connection()
+    assert not ok
+    assert "wrong-password" not in message
