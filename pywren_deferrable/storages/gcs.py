@@ -10,6 +10,7 @@ or ``STORAGE_EMULATOR_HOST`` as for every Google client.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,7 +120,10 @@ async def _make_client(spec: tuple[str | None, GcsCredentials]) -> Any:
     from gcloud.aio.storage import Storage
 
     endpoint, credentials = spec
-    return Storage(service_file=credentials.credentials_path, api_root=endpoint)
+    # An http:// endpoint is an emulator (no tokens, as gcloud-aio does for
+    # STORAGE_EMULATOR_HOST); any other is Google's API behind a private name: authenticated.
+    emulator = endpoint.startswith("http://") if endpoint else None
+    return Storage(service_file=credentials.credentials_path, api_root=endpoint, api_is_dev=emulator)
 
 
 async def _close_client(storage: Any) -> None:
@@ -150,7 +154,8 @@ class GcsKind:
         )
 
     def credentials(self, config: dict[str, Any]) -> GcsCredentials:
-        return GcsCredentials(_section(config).get("credentials_path") or None)
+        path = _section(config).get("credentials_path")
+        return GcsCredentials(os.path.expanduser(path) if path else None)  # as Lithops reads it
 
     @asynccontextmanager
     async def open(self, location: StorageLocation, credentials: Any) -> AsyncIterator[StatusSource]:

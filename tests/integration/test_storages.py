@@ -261,3 +261,28 @@ def test_connection_test_button(storage: Storage, conn: str, monkeypatch: pytest
     ok, message = LithopsHook(conn).test_connection()
     assert not ok
     assert "wrong-password" not in message
+
+
+async def test_gcs_endpoint_from_the_connection(
+    gcs_server: FakeGcsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``gcp_storage.endpoint`` of the Connection reaches the emulator without
+    ``STORAGE_EMULATOR_HOST``; an https endpoint is Google's API and is authenticated."""
+    from pywren_deferrable.storages.gcs import _make_client
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    bucket = gcs_server.create_bucket(f"test-{uuid.uuid4().hex[:12]}")
+    extra = {"lithops": {"storage": "gcp_storage"}, "gcp": {"region": "r"}}
+    config = build_config({**extra, "gcp_storage": {"storage_bucket": bucket, "endpoint": gcs_server.url}})
+    async with open_status_source(
+        storage_location(config), storage_kind("gcs").credentials(config)
+    ) as source:
+        await source.put("a/b", b"1")
+        assert await all_keys(source, "a/") == ["a/b"]
+    private = await _make_client(
+        ("https://storage.example.internal", storage_kind("gcs").credentials(config))
+    )
+    try:
+        assert private._api_is_dev is False
+    finally:
+        await private.close()
