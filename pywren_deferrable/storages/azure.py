@@ -25,6 +25,7 @@ from pywren_deferrable.storages.base import (
     ListedObject,
     SharedClients,
     StatusSource,
+    import_client,
     keys_only,
     secret_digest,
 )
@@ -139,9 +140,9 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def _make_client(spec: tuple[str, str, AzureCredentials]) -> Any:
-    import aiohttp
+    ContainerClient = import_client("azure.storage.blob.aio", "azure").ContainerClient
+    import aiohttp  # azure-storage-blob[aio] brings it
     from azure.core.pipeline.transport import AioHttpTransport
-    from azure.storage.blob.aio import ContainerClient
 
     # azure-core logs every request and response at INFO: one trigger would write four
     # lines per poll into its task's log. Failures still raise (and are logged) as errors.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -96,6 +97,18 @@ async def keys_only(pages: AsyncIterator[list[ListedObject]]) -> AsyncIterator[l
     """``list_keys`` from ``list_objects``, for every source."""
     async for page in pages:
         yield [item.key for item in page]
+
+
+def import_client(module: str, extra: str) -> Any:
+    """Import a storage's client library, or say which extra installs it (the triggerer
+    needs it as much as the workers do)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"polling this storage needs {module!r}: pip install 'pywren-deferrable[{extra}]' "
+            f"on the triggerer and the workers ({err})"
+        ) from err
 
 
 def secret_digest(*secrets: str | None) -> str:

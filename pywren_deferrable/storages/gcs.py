@@ -23,6 +23,7 @@ from pywren_deferrable.storages.base import (
     ListedObject,
     SharedClients,
     StatusSource,
+    import_client,
     keys_only,
 )
 
@@ -117,7 +118,7 @@ class GcsStatusSource:
 
 
 async def _make_client(spec: tuple[str | None, GcsCredentials]) -> Any:
-    from gcloud.aio.storage import Storage
+    Storage = import_client("gcloud.aio.storage", "gcp").Storage
 
     endpoint, credentials = spec
     # An http:// endpoint is an emulator (no tokens, as gcloud-aio does for

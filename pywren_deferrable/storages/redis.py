@@ -26,6 +26,7 @@ from pywren_deferrable.storages.base import (
     ListedObject,
     SharedClients,
     StatusSource,
+    import_client,
     keys_only,
     secret_digest,
 )
@@ -180,11 +181,11 @@ def _endpoint(section: dict[str, Any]) -> str:
 
 
 async def _make_client(spec: tuple[str, RedisCredentials]) -> Any:
-    import redis.asyncio
+    redis_asyncio = import_client("redis.asyncio", "redis")
 
     endpoint, credentials = spec
     url = urlsplit(endpoint)
-    return redis.asyncio.Redis(
+    return redis_asyncio.Redis(
         host=url.hostname or "localhost",
         port=url.port or 6379,
         db=int(url.path.strip("/") or 0),

@@ -118,3 +118,10 @@ def test_redis_prunes_only_directories_wholly_before_the_start(directory: str, s
     """A directory skipped by the Redis listing holds no key after the start key."""
     if _sorts_wholly_before(directory, start):
         assert directory + rest < start
+
+
+def test_a_missing_client_library_names_its_extra() -> None:
+    from pywren_deferrable.storages.base import import_client
+
+    with pytest.raises(ImportError, match=r"pip install 'pywren-deferrable\[gcp\]'"):
+        import_client("no_such_client_library", "gcp")
