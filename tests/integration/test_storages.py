@@ -9,6 +9,7 @@ its asynchronous client, the task resumes, fetches the results and cleans the jo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -162,6 +163,35 @@ async def test_source_lists_after_a_start_key_in_pages(
         assert await source.delete([*keys[:4], f"{prefix}00009/status.json"]) >= 4
         assert await all_keys(source, prefix) == keys[4:]
         assert await source.get("other/key") == b"other/key"
+
+
+async def test_listing_after_any_start_key_is_the_sorted_tail(storage: Storage) -> None:
+    """Against a brute-force filter: whatever the start key (an existing key, a directory,
+    a key between calls, past the end), the listing is exactly the keys after it, in order."""
+    import random
+
+    rnd = random.Random(5)
+    prefix = "lithops.jobs/a1b2c3-1-M000/"
+    calls = sorted(rnd.sample(range(200), 25))
+    names = ["0a1b2c3d4e5f.init", "status.json", "output.pickle", "9f8e7d6c5b4a.init"]
+    keys = sorted(
+        {f"{prefix}{c:05d}/{rnd.choice(names)}" for c in calls for _ in range(2)}
+        | {f"{prefix}aggdata.pickle"}
+    )
+    starts = [
+        "",
+        prefix,
+        *rnd.sample(keys, 6),
+        f"{prefix}00050/~",
+        f"{prefix}0010",
+        f"{prefix}~",
+        f"{prefix}00199/status.json",
+    ]
+    async with open_status_source(storage.location, storage.credentials) as source:
+        await asyncio.gather(*(source.put(k, b"") for k in keys))
+        for start in starts:
+            listed = [o.key async for page in source.list_objects(prefix, start) for o in page]
+            assert listed == [k for k in keys if k > start], start
 
 
 async def test_clients_are_shared_and_closed(storage: Storage) -> None:
