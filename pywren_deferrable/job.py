@@ -81,7 +81,8 @@ _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 
 STORAGE_S3 = "s3"
 STORAGE_LOCALHOST = "localhost"
-STORAGE_KINDS = (STORAGE_S3, STORAGE_LOCALHOST)
+# One per module of pywren_deferrable/storages/ (Google Cloud Storage, Azure Blob, Redis).
+STORAGE_KINDS = (STORAGE_S3, STORAGE_LOCALHOST, "gcs", "azure", "redis")
 
 
 def key_layout(engine: str) -> KeyLayout:
@@ -235,10 +236,12 @@ class StorageLocation:
     Airflow Connection each time they are needed, so this can travel in trigger
     kwargs and XCom.
 
-    :param kind: ``"s3"`` (IBM COS, MinIO, Ceph, AWS S3...) or ``"localhost"``.
+    :param kind: ``"s3"`` (IBM COS, MinIO, Ceph, AWS S3...), ``"localhost"``, ``"gcs"``,
+        ``"azure"`` or ``"redis"`` (see :mod:`pywren_deferrable.storages`).
     :param bucket: the Lithops ``storage_bucket``.
     :param backend: the Lithops storage backend name (``ibm_cos``, ``minio``...).
-    :param endpoint: the S3 endpoint URL, when not the backend's default.
+    :param endpoint: the endpoint URL, when not the backend's default (S3, GCS), the
+        account URL (Azure), ``redis[s]://host:port/db`` (Redis).
     :param region: the S3 region, if any.
     :param root: for ``localhost`` storage, the directory that holds the buckets.
     """

@@ -15,16 +15,15 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from pywren_deferrable.config import (
-    S3Credentials,
     build_config,
     compute_backend_name,
     engine_of,
-    s3_credentials,
     storage_location,
 )
 from pywren_deferrable.connection_form import expand_form_fields, missing_compute_keys
 from pywren_deferrable.extras import check_backend_modules
-from pywren_deferrable.job import ENGINE_PYWREN, STORAGE_LOCALHOST, StorageLocation, key_layout
+from pywren_deferrable.job import ENGINE_PYWREN, StorageLocation, key_layout
+from pywren_deferrable.storages import storage_kind
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.status import StatusSource, open_status_source
 
@@ -109,14 +108,13 @@ class LithopsHook(BaseHook):
         """Where jobs submitted with ``config`` keep their objects."""
         return storage_location(config)
 
-    async def _credentials_for(self, location: StorageLocation) -> S3Credentials | None:
-        if location.kind == STORAGE_LOCALHOST:
-            return None
-        return s3_credentials(await self.aget_config())
+    async def _credentials_for(self, location: StorageLocation) -> Any:
+        kind = storage_kind(location.kind)
+        return kind.credentials(await self.aget_config()) if kind.needs_credentials else None
 
     @asynccontextmanager
     async def astatus_source(self, location: StorageLocation) -> AsyncIterator[StatusSource]:
-        """Async access to a job's bucket: a shared aiobotocore client for S3 storage."""
+        """Async access to a job's bucket, on the client made for its storage (shared)."""
         async with open_status_source(location, await self._credentials_for(location)) as source:
             yield source
 
@@ -125,7 +123,8 @@ class LithopsHook(BaseHook):
         self, location: StorageLocation, config: dict[str, Any]
     ) -> AsyncIterator[StatusSource]:
         """Like :meth:`astatus_source` with an already-resolved config (on the worker)."""
-        credentials = None if location.kind == STORAGE_LOCALHOST else s3_credentials(config)
+        kind = storage_kind(location.kind)
+        credentials = kind.credentials(config) if kind.needs_credentials else None
         async with open_status_source(location, credentials) as source:
             yield source
 
