@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -15,6 +16,7 @@ from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import aforget
 from pywren_deferrable.results import (
+    ResultLocation,
     aclean_job,
     afailure_report,
     afetch_results,
@@ -22,9 +24,35 @@ from pywren_deferrable.results import (
 )
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.job import EVENT_FAILED, EVENT_STATUSES, EVENT_SUCCESS
+from pywren_deferrable.triggers.status import StatusSource
 
 log = logging.getLogger(__name__)
 DEFAULT_XCOM_BACKENDS = ("airflow.sdk.execution_time.xcom.BaseXCom", "airflow.models.xcom.BaseXCom")
+
+
+class ResultCollector(Protocol):
+    """Where a successful task's results come from."""
+
+    async def results(self, source: StatusSource) -> list[Any]:
+        """The results, in input order."""
+        ...
+
+    def locations(self) -> list[ResultLocation]:
+        """Where each result lives, in input order."""
+        ...
+
+
+@dataclass(frozen=True)
+class JobResults:
+    """The results of one job's calls (its last job): what a task without retries returns."""
+
+    job: JobRef
+
+    async def results(self, source: StatusSource) -> list[Any]:
+        return await afetch_results(source, self.job)
+
+    def locations(self) -> list[ResultLocation]:
+        return result_locations(self.job)
 
 
 def job_from_event(event: Any) -> JobRef:
@@ -47,6 +75,7 @@ def finish_job(
     max_xcom_bytes: int | None = None,
     forget_key: str | None = None,
     log: Any = log,
+    collector: ResultCollector | None = None,
 ) -> Any:
     """Act on a trigger event.
 
@@ -57,7 +86,8 @@ def finish_job(
     that ``fetch=False`` points to. Results over ``max_xcom_bytes`` (pickled) are not
     returned: their locations are, and they are kept. On success the lineage marker
     ``forget_key`` is deleted too (see :mod:`pywren_deferrable.lineage`), in the same
-    storage session.
+    storage session. A ``collector`` gathers the results (or their locations) instead
+    of the job's own calls: the merged rounds of ``call_retries``, say.
     """
     job = job_from_event(event)
     engine = ENGINE_NAMES[job.engine]
@@ -77,7 +107,7 @@ def finish_job(
             try:
                 if status == EVENT_SUCCESS:
                     if fetch:
-                        results = await afetch_results(source, job)
+                        results = await (collector or JobResults(job)).results(source)
                         size = results_size(results)
                         if max_xcom_bytes is None or size <= max_xcom_bytes or custom_xcom_backend():
                             return await succeed(results)
@@ -88,7 +118,8 @@ def finish_job(
                             max_xcom_bytes,
                         )
                         kept.append(True)
-                    return await succeed([loc.__dict__ for loc in result_locations(job)])
+                    locations = (collector or JobResults(job)).locations()
+                    return await succeed([loc.__dict__ for loc in locations])
                 if status == EVENT_FAILED:
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")
