@@ -410,20 +410,38 @@ def resume(op: RetryingOperator, context: Any, event: Any) -> Any:
     return op.fail_rounds(context, event, state)  # timeout, error, or unexpected
 
 
+def inputs_changed(state: RetryState, spec: JobSpec) -> str | None:
+    """Why the inputs of ``spec`` are not those the rounds of ``state`` ran, if they are not."""
+    inputs = spec_inputs(spec)
+    now = fingerprint(inputs)
+    if len(inputs) != state.inputs:
+        return f"the inputs changed since the first round ({state.inputs} inputs then, {len(inputs)} now)"
+    if state.fingerprint and now and now != state.fingerprint:
+        return f"the inputs changed since the first round (the same {state.inputs} inputs, other values)"
+    return None
+
+
+def task_will_retry(context: Any) -> bool:
+    """True when Airflow will retry this task if it fails now (try_number <= max_tries):
+    a failed round's objects are then kept for that retry to reuse, even with clean_data."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if isinstance(try_number, bool) or isinstance(max_tries, bool):
+        return False
+    return isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries
+
+
 def resubmit(
     op: RetryingOperator, context: Any, resume_state: dict[str, Any], state: RetryState, failed: list[int]
 ) -> Any:
     """Submit the inputs of the ``failed`` calls of the last round as the next round."""
     config = op._hook().get_config()
     spec = op.retry_spec(context, config)
-    inputs = spec_inputs(spec)
-    now = fingerprint(inputs)
-    if len(inputs) != state.inputs or (state.fingerprint and now and now != state.fingerprint):
+    changed = inputs_changed(state, spec)
+    if changed:
         raise AirflowException(
-            f"call_retries: the inputs changed since the first round ({state.inputs} inputs then, "
-            f"{len(inputs)} now{', different values' if len(inputs) == state.inputs else ''}): a retried "
-            "call would get another input. Give the task a stable input list (a list, not a set; "
-            "an upstream task that is not re-run)"
+            f"call_retries: {changed}: a retried call would get another input. Give the task a stable "
+            "input list (a list, not a set; an upstream task that is not re-run)"
         )
     indices = [state.last.indices[p] for p in failed]
     op.log.warning(

@@ -35,9 +35,12 @@ from pywren_deferrable.retries import (
     check_call_retries,
     failure_header,
     first_state,
+    inputs_changed,
     on_task_retry,
     resumes_failures,
     round_fail_fast,
+    state_of,
+    task_will_retry,
 )
 from pywren_deferrable.retries import resume as resume_round
 from pywren_deferrable.submit import JobSpec, stop_runner, submit
@@ -189,6 +192,16 @@ class PyWrenBaseOperator(BaseOperator):
         """The rounds state of a first submission (see :func:`..retries.first_state`)."""
         return first_state(self.call_retries, spec, job)
 
+    def _inputs_changed(
+        self, context: Any, config: dict[str, Any], resume_state: dict[str, Any]
+    ) -> str | None:
+        """Why an earlier try's rounds do not fit this try's inputs (see retries.py)."""
+        try:
+            state = state_of(resume_state)
+        except AirflowException as err:
+            return str(err)
+        return inputs_changed(state, self.retry_spec(context, config)) if state else None
+
     def retry_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
         """The spec whose inputs the retry rounds resubmit (a map or a call_async)."""
         return self.build_spec(context, config)
@@ -207,8 +220,14 @@ class PyWrenBaseOperator(BaseOperator):
     def fail_rounds(self, context: Any, event: Any, state: RetryState) -> Any:
         """Fail with the last round's errors, saying how many tries each failed input had."""
         header = failure_header(event, state) if isinstance(event, dict) else ""
+        # With clean_data, the rounds are kept when Airflow will retry: that try reuses them.
+        keep = self.clean_data and task_will_retry(context) and state.why_not_retried() is None
+        if keep:
+            self.log.info("clean_data: keeping the rounds' objects for the task's next try to reuse")
         try:
-            result = self.finish_job(event, also_clean=state.earlier_jobs())
+            result = self.finish_job(
+                event, also_clean=state.earlier_jobs(), clean_data=False if keep else None
+            )
         except AirflowException as err:
             raise AirflowException(f"{header}\n{err}" if header else str(err)) from None
         raise AirflowException(f"unexpected trigger event for a retry round: {result!r:.300}")
@@ -233,6 +252,15 @@ class PyWrenBaseOperator(BaseOperator):
             if lineage
             else None
         )
+        changed = self._inputs_changed(context, config, previous.resume_state) if previous else None
+        if previous is not None and changed:
+            self.log.warning(
+                "Not reattaching to job %s of try %s: %s; submitting every call again",
+                previous.job.executor_id,
+                previous.try_number,
+                changed,
+            )
+            previous = None
         if previous is not None:
             # A retry: the earlier try's job is running or done, and nothing failed (or
             # its failed calls can be resubmitted alone once it ends: see retries.py).
@@ -335,13 +363,14 @@ class PyWrenBaseOperator(BaseOperator):
         also_clean: list[dict[str, Any]] | None = None,
         forget_key: str | None = None,
         collector: ResultCollector | None = None,
+        clean_data: bool | None = None,
     ) -> Any:
         """See :func:`pywren_deferrable.resume.finish_job`."""
         return finish_job(
             self._hook(),
             event,
             fetch=self.fetch_result if fetch is None else fetch,
-            clean_data=self.clean_data,
+            clean_data=self.clean_data if clean_data is None else clean_data,
             also_clean=also_clean,
             max_xcom_bytes=self.max_xcom_bytes,
             forget_key=forget_key,

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 class FakeTI:
     """A task instance as far as the operators use it (lineage identity, XCom)."""
 
-    def __init__(self, try_number: int = 1, run_id: str = "run-1") -> None:
+    def __init__(self, try_number: int = 1, run_id: str = "run-1", max_tries: int = 0) -> None:
         self.dag_id, self.run_id, self.task_id, self.map_index = "dag", run_id, "t", -1
-        self.try_number = try_number
+        self.try_number, self.max_tries = try_number, max_tries
 
     def xcom_pull(self, task_ids: str) -> Any:
         raise KeyError(task_ids)
@@ -145,21 +145,28 @@ async def test_an_airflow_retry_resubmits_only_the_failed_calls(
             map_iterdata=list(range(10)),
             extra_params={"bad": 3, "failures": 1, "marker_dir": str(tmp_path)},
             fail_fast=False,
+            clean_data=True,
         )
 
-    first = defer(operator(), FakeTI(1, "run-retry"))
+    # The task has retries=1 (max_tries=1): try 1 keeps its objects for try 2, despite clean_data.
+    first = defer(operator(), FakeTI(1, "run-retry", max_tries=1))
     event = await event_of(first)
     with pytest.raises(AirflowException, match="input #3 failed 1 try"):
-        operator().execute_complete({"ti": FakeTI(1, "run-retry")}, event)
+        operator().execute_complete({"ti": FakeTI(1, "run-retry", max_tries=1)}, event)
+    assert [len(c) for c in executors(s3_server, bucket).values()] == [10]
     # Try 2 reattaches to try 1's job, which has ended: its failed call is resubmitted alone.
-    reattached = defer(operator(), FakeTI(2, "run-retry"))
+    reattached = defer(operator(), FakeTI(2, "run-retry", max_tries=1))
     assert reattached["job"]["executor_id"] == first["job"]["executor_id"]
-    resubmitted = defer(operator(), FakeTI(2, "run-retry"), "execute_complete", await event_of(reattached))
+    resubmitted = defer(
+        operator(), FakeTI(2, "run-retry", max_tries=1), "execute_complete", await event_of(reattached)
+    )
     assert JobRef.from_dict(resubmitted["job"]).total_calls == {"M000": 1}
-    result = operator().execute_complete({"ti": FakeTI(2, "run-retry")}, await event_of(resubmitted))
+    event = await event_of(resubmitted)
+    assert sorted(len(c) for c in executors(s3_server, bucket).values()) == [1, 10]
+    result = operator().execute_complete({"ti": FakeTI(2, "run-retry", max_tries=1)}, event)
     assert result == list(range(10))
     assert runs(tmp_path) == {x: 2 if x == 3 else 1 for x in range(10)}
-    assert sorted(len(c) for c in executors(s3_server, bucket).values()) == [1, 10]
+    assert executors(s3_server, bucket) == {}  # clean_data: both tries' jobs
 
 
 async def test_an_airflow_retry_after_fail_fast_waits_for_the_rest_then_resubmits(
@@ -230,3 +237,44 @@ def test_call_async_is_retried(lithops_conn: str, tmp_path: Path) -> None:
     )
     assert op.execute({"ti": FakeTI(run_id="run-ca")}) == 5
     assert runs(tmp_path) == {5: 3}
+
+
+async def test_an_airflow_retry_with_other_inputs_submits_every_call(
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
+) -> None:
+    def operator(inputs: list[int]) -> PyWrenMapOperator:
+        return PyWrenMapOperator(
+            task_id="t",
+            map_function=flaky,
+            map_iterdata=inputs,
+            extra_params={"bad": 1, "failures": 1, "marker_dir": str(tmp_path)},
+        )
+
+    event = await event_of(defer(operator([0, 1]), FakeTI(1, "run-changed")))
+    with pytest.raises(AirflowException, match="input #1 failed 1 try"):
+        operator([0, 1]).execute_complete({"ti": FakeTI(1, "run-changed")}, event)
+    # The DAG changed before the retry: try 1's results belong to other inputs.
+    again = defer(operator([5, 6, 7]), FakeTI(2, "run-changed"))
+    assert again["job"]["executor_id"] != event["job"]["executor_id"]
+    assert JobRef.from_dict(again["job"]).total_calls == {"M000": 3}
+
+
+def test_fetch_result_false_points_each_input_at_its_last_round(
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
+) -> None:
+    op = PyWrenMapOperator(
+        task_id="t",
+        map_function=flaky,
+        map_iterdata=list(range(3)),
+        extra_params={"bad": 1, "failures": 1, "marker_dir": str(tmp_path)},
+        call_retries=1,
+        fetch_result=False,
+        deferrable=False,
+    )
+    locations = op.execute({"ti": FakeTI(run_id="run-locations")})
+    jobs = {len(calls): job_key for job_key, calls in executors(s3_server, bucket).items()}
+    assert [loc["status_key"].split("/")[1:3] for loc in locations] == [
+        [jobs[3], "00000"],
+        [jobs[1], "00000"],  # input 1 succeeded in the second round, as its only call
+        [jobs[3], "00002"],
+    ]

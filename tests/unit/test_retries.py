@@ -23,6 +23,7 @@ from pywren_deferrable.retries import (
     on_task_retry,
     resumes_failures,
     round_fail_fast,
+    task_will_retry,
 )
 
 
@@ -212,3 +213,17 @@ def test_a_job_lithops_split_differently_is_not_resumable() -> None:
     assert not resumes_failures({})
     with pytest.raises(AirflowException, match="unreadable retry state"):
         round_fail_fast(True, {STATE_KEY: {"rounds": "junk"}})
+
+
+class TI:
+    def __init__(self, try_number: Any, max_tries: Any) -> None:
+        self.try_number, self.max_tries = try_number, max_tries
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "expected"),
+    [(1, 1, True), (2, 1, False), (1, 0, False), (None, 1, False), (True, 1, False), (3, 5, True)],
+)
+def test_task_will_retry(try_number: Any, max_tries: Any, expected: bool) -> None:
+    assert task_will_retry({"ti": TI(try_number, max_tries)}) is expected
+    assert task_will_retry({}) is False
