@@ -278,3 +278,60 @@ def test_fetch_result_false_points_each_input_at_its_last_round(
         [jobs[1], "00000"],  # input 1 succeeded in the second round, as its only call
         [jobs[3], "00002"],
     ]
+
+
+DAG_FILE = """
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+from payloads.functions import flaky
+
+from pywren_deferrable import PyWrenMapOperator
+
+with DAG("call_retries_dag", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+    PyWrenMapOperator(
+        task_id="call_retries",
+        map_function=flaky,
+        map_iterdata=list(range(10)),
+        extra_params={{"bad": 3, "failures": 1, "marker_dir": {a!r}}},
+        call_retries=1,
+        poll_interval=1,
+    )
+    PyWrenMapOperator(
+        task_id="airflow_retries",
+        map_function=flaky,
+        map_iterdata=list(range(10)),
+        extra_params={{"bad": 3, "failures": 1, "marker_dir": {b!r}}},
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+        poll_interval=1,
+    )
+"""
+
+
+def test_through_airflow_dag_test(
+    airflow_db: str,
+    lithops_conn: str,
+    s3_server: LocalS3Server,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real task runner: deferral, resume, and an Airflow retry (try 2) of a real TI."""
+    from pywren_deferrable.embedded import run_dag_test
+
+    dags, a, b = tmp_path / "dags", tmp_path / "a", tmp_path / "b"
+    for path in (dags, a, b):
+        path.mkdir()
+    from airflow import settings
+
+    # dag.test() syncs the "dags-folder" bundle, whose path is settings.DAGS_FOLDER.
+    monkeypatch.setattr(settings, "DAGS_FOLDER", str(dags))
+    (dags / "call_retries_dag.py").write_text(DAG_FILE.format(a=str(a), b=str(b)))
+    state, results = run_dag_test(str(dags), "call_retries_dag")
+    assert state == "success"
+    assert results == {"call_retries": list(range(10)), "airflow_retries": list(range(10))}
+    assert runs(a) == runs(b) == {x: 2 if x == 3 else 1 for x in range(10)}
+    # Each task: a first job of 10 calls, then one of 1 call (not 10 again).
+    assert sorted(len(c) for c in executors(s3_server, bucket).values()) == [1, 1, 10, 10]
