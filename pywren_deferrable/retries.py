@@ -236,6 +236,8 @@ class RetryState:
         for earlier, later in zip(state.rounds, state.rounds[1:], strict=False):
             if not set(later.indices) <= set(earlier.indices):
                 raise ValueError("a retry round runs inputs its previous round did not")
+            if later.job.total_calls[later.job_id] != len(later.indices):
+                raise ValueError("a retry round's job has another number of calls than inputs")
         return state
 
     @property

@@ -185,6 +185,7 @@ def test_state_round_trips_small_and_secret_free() -> None:
         lambda d: d["rounds"][0].update(indices="1-9"),  # the first round runs every input
         lambda d: d["rounds"][2].update(indices="4"),  # not a failure of the round before
         lambda d: d["rounds"][1].update(job_id="R000"),
+        lambda d: d["rounds"][1].update(indices="2-3"),  # its job has 3 calls
         lambda d: d.update(call_retries=-1),
     ],
 )
