@@ -305,6 +305,24 @@ def state_of(resume_state: dict[str, Any]) -> RetryState | None:
         raise AirflowException(f"call_retries: unreadable retry state ({err})") from None
 
 
+def earlier_jobs(resume_state: dict[str, Any]) -> list[JobRef]:
+    """The jobs a task submitted before the one it waits for: its earlier retry rounds and
+    the stages in ``also_clean`` (for ``clean_data`` when the task is killed). Whatever
+    cannot be read is skipped: this only ever narrows what is deleted."""
+    found: dict[str, JobRef] = {}
+    raw = list(resume_state.get("also_clean") or [])
+    state = resume_state.get(STATE_KEY)
+    if isinstance(state, dict) and isinstance(state.get("rounds"), list):
+        raw += [r.get("job") for r in state["rounds"][:-1] if isinstance(r, dict)]
+    for data in raw:
+        try:
+            job = JobRef.from_dict(data)
+        except (TypeError, ValueError, KeyError):
+            continue
+        found.setdefault(job.executor_id, job)
+    return list(found.values())
+
+
 def round_fail_fast(fail_fast: bool, resume_state: dict[str, Any]) -> bool:
     """A round with retries left waits for all its calls: their failures go together."""
     state = resume_state.get(STATE_KEY)

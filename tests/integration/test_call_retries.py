@@ -7,6 +7,7 @@ often every input really ran, and fails the first run(s) of one input only.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,11 @@ def executors(s3: LocalS3Server, bucket: str) -> dict[str, set[str]]:
                 job_key = parts[1]
                 found.setdefault(job_key, set()).add(parts[2])
     return found
+
+
+def job_objects(s3: LocalS3Server, bucket: str) -> list[str]:
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="lithops.jobs/")
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 def defer(op: Any, ti: FakeTI, method: str = "execute", event: Any = None) -> dict[str, Any]:
@@ -115,6 +121,31 @@ async def test_rounds_defer_between_them_and_clean_data_cleans_every_round(
     assert executors(s3_server, bucket) == {}  # both rounds cleaned
     keys = s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount")
     assert keys == 0  # the lineage marker is gone too
+
+
+async def test_killing_the_task_in_a_later_round_cleans_every_round(
+    lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
+) -> None:
+    def operator() -> PyWrenMapOperator:
+        return PyWrenMapOperator(
+            task_id="t",
+            map_function=flaky,
+            map_iterdata=list(range(3)),
+            extra_params={"bad": 0, "failures": 1, "marker_dir": str(tmp_path)},
+            call_retries=1,
+            clean_data=True,
+        )
+
+    ti = FakeTI(run_id="run-kill")
+    event = await event_of(defer(operator(), ti))
+    second = defer(operator(), ti, "execute_complete", event)
+    assert {k.split("/")[1][:8] for k in job_objects(s3_server, bucket)} == {
+        event["job"]["executor_id"],
+        second["job"]["executor_id"],
+    }
+    await PyWrenJobTrigger(**second).on_kill()  # a user marks the task failed in round 2
+    await asyncio.sleep(2)  # a call still running would write its status now
+    assert job_objects(s3_server, bucket) == []
 
 
 def test_a_call_that_always_fails_reports_its_tries(lithops_conn: str, tmp_path: Path) -> None:

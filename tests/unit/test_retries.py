@@ -17,6 +17,7 @@ from pywren_deferrable.retries import (
     RetryState,
     Round,
     decode_indices,
+    earlier_jobs,
     encode_indices,
     failure_header,
     fingerprint,
@@ -228,3 +229,10 @@ class TI:
 def test_task_will_retry(try_number: Any, max_tries: Any, expected: bool) -> None:
     assert task_will_retry({"ti": TI(try_number, max_tries)}) is expected
     assert task_will_retry({}) is False
+
+
+def test_earlier_jobs_are_the_rounds_before_and_the_stages_to_clean() -> None:
+    state = three_rounds()
+    resume_state = {STATE_KEY: state.to_dict(), "also_clean": [job("dddddd-0", 2).to_dict(), {"junk": 1}]}
+    assert [j.executor_id for j in earlier_jobs(resume_state)] == ["dddddd-0", "aaaaaa-0", "bbbbbb-0"]
+    assert earlier_jobs({}) == [] and earlier_jobs({STATE_KEY: {"rounds": "junk"}}) == []
