@@ -5,13 +5,17 @@ say). Airflow then retries it, and a naive retry submits the job again and pays 
 So each task instance records its job in a small marker object (``job.lineage_key``:
 dag, run, task, map index) and a retry looks there first: when that job is still
 running or finished without failures, and its objects are still in storage, the retry
-waits for it instead of resubmitting. The marker is deleted once the task succeeds, so
-a later, deliberate re-run computes afresh.
+waits for it instead of resubmitting. When calls of it failed and the operator can
+resubmit single calls (the rounds of :mod:`pywren_deferrable.retries`), the retry
+reattaches too and, once that job has ended, resubmits only the failed calls, keeping
+the finished results. The marker is deleted once the task succeeds, so a later,
+deliberate re-run computes afresh.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +33,7 @@ class Previous:
     try_number: int | None
     done: int
     total: int
+    failed: int = 0
 
 
 def task_lineage(context: Any) -> str | None:
@@ -54,9 +59,12 @@ async def aforget(source: StatusSource, key: str) -> None:
     await source.delete([key])
 
 
-async def afind_reusable(source: StatusSource, key: str) -> Previous | None:
+async def afind_reusable(
+    source: StatusSource, key: str, *, resumable: Callable[[dict[str, Any]], bool] | None = None
+) -> Previous | None:
     """The recorded job if a retry can wait for it instead of resubmitting: it is still
-    in storage and no call of it has failed. ``None`` otherwise."""
+    in storage and no call of it has failed, or ``resumable(resume_state)`` says its
+    failed calls can be resubmitted alone. ``None`` otherwise."""
     raw = await source.get(key)
     if raw is None:
         return None
@@ -67,18 +75,20 @@ async def afind_reusable(source: StatusSource, key: str) -> Previous | None:
         return None  # unreadable: resubmitting is the safe choice
     # Reattaching must not wait for calls that were lost with the earlier try.
     progress = await JobPoller(job, start_timeout=None).poll(source)
-    if progress.failed:
+    state = record.get("resume_state")
+    state = state if isinstance(state, dict) else {}
+    if progress.failed and not (resumable and resumable(state)):
         return None
     first_job_prefix_empty = progress.done == 0 and not any(p.started for p in progress.jobs)
     if first_job_prefix_empty and await _job_is_gone(source, job):
         return None  # cleaned, or never really submitted
-    state = record.get("resume_state")
     return Previous(
         job=job,
-        resume_state=state if isinstance(state, dict) else {},
+        resume_state=state,
         try_number=record.get("try_number"),
         done=progress.done,
         total=progress.total,
+        failed=sum(len(calls) for calls in progress.failed.values()),
     )
 
 

@@ -17,27 +17,41 @@ from pywren_deferrable.call_status import decode_output, parse_call_status
 from pywren_deferrable.job import JobRef, call_id
 
 
-def load_map_results(job: JobRef, storage: Any) -> list[Any]:
-    """The results of ``job``'s last job, in call order, read with the engine's storage
+def load_call_result(job: JobRef, job_id: str, position: int, storage: Any) -> Any:
+    """The result of call ``position`` of ``job_id``, read with the engine's storage
     client (``get_object(bucket, key)`` in both engines)."""
-
-    job_id = job.result_job_id
     bucket = job.storage.bucket
-    results = []
-    for index in range(job.total_calls[job_id]):
-        call = call_id(index)
-        status = parse_call_status(storage.get_object(bucket, job.status_key(job_id, call)), call, job.engine)
-        if status.failed:
-            raise RuntimeError(f"map call {call} failed: {status.error}")
-        if status.inline_result is not None:
-            results.append(pickle.loads(status.inline_result))
-        elif status.has_output_object:
-            results.append(
-                decode_output(storage.get_object(bucket, job.output_key(job_id, call)), job.engine)
-            )
-        else:
-            results.append(None)
-    return results
+    call = call_id(position)
+    status = parse_call_status(storage.get_object(bucket, job.status_key(job_id, call)), call, job.engine)
+    if status.failed:
+        raise RuntimeError(f"map call {job_id}/{call} of {job.executor_id} failed: {status.error}")
+    if status.inline_result is not None:
+        return pickle.loads(status.inline_result)
+    if status.has_output_object:
+        return decode_output(storage.get_object(bucket, job.output_key(job_id, call)), job.engine)
+    return None
+
+
+def load_map_results(job: JobRef, storage: Any) -> list[Any]:
+    """The results of ``job``'s last job, in call order."""
+    job_id = job.result_job_id
+    return [load_call_result(job, job_id, index, storage) for index in range(job.total_calls[job_id])]
+
+
+def reduce_map_rounds(
+    reduce_function: Callable[[list[Any]], Any], map_rounds: list[dict[str, Any]], storage: Any
+) -> Any:
+    """Call ``reduce_function`` with the map results of several rounds (``call_retries``),
+    in input order. Each round is ``{"job": JobRef dict, "job_id": "M000", "calls":
+    [[input index, call position], ...]}`` (see ``retries.RoundResults.reducer_rounds``)."""
+    results: dict[int, Any] = {}
+    for rnd in map_rounds:
+        job = JobRef.from_dict(rnd["job"])
+        for index, position in rnd["calls"]:
+            results[int(index)] = load_call_result(job, rnd["job_id"], int(position), storage)
+    if sorted(results) != list(range(len(results))):
+        raise RuntimeError(f"the map rounds miss inputs: got {len(results)} results, not every index")
+    return reduce_function([results[i] for i in range(len(results))])
 
 
 def reduce_map_job(reduce_function: Callable[[list[Any]], Any], map_job: dict[str, Any], storage: Any) -> Any:

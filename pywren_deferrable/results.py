@@ -95,14 +95,23 @@ def describe_failures(job_id: str, failed: list[CallStatus], limit: int = 5) -> 
 
 
 async def afetch_results(
-    source: StatusSource, job: JobRef, *, concurrency: int = DEFAULT_FETCH_CONCURRENCY
+    source: StatusSource,
+    job: JobRef,
+    *,
+    concurrency: int = DEFAULT_FETCH_CONCURRENCY,
+    job_id: str | None = None,
+    positions: list[int] | None = None,
 ) -> list[Any]:
     """The results of every call of the job's last job, in call order.
 
+    :param job_id: another job of the JobRef (the map job of a map-reduce, say).
+    :param positions: only these calls (indexes), in this order: the calls of a job
+        whose other calls were retried elsewhere (see :mod:`pywren_deferrable.retries`).
     :raises JobFailedError: when any call raised (with the remote tracebacks).
     """
-    job_id = job.result_job_id
-    calls = [call_id(i) for i in range(job.total_calls[job_id])]
+    job_id = job_id or job.result_job_id
+    indexes = range(job.total_calls[job_id]) if positions is None else positions
+    calls = [call_id(i) for i in indexes]
     statuses = await read_statuses(source, job, job_id, calls, concurrency)
     failed = [s for s in statuses if s.failed]
     if failed:
@@ -143,16 +152,20 @@ async def afailure_report(
     return "\n".join(parts)
 
 
-def result_locations(job: JobRef) -> list[ResultLocation]:
-    """Where each result of the job's last job lives, without downloading anything."""
-    job_id = job.result_job_id
+def result_locations(
+    job: JobRef, *, job_id: str | None = None, positions: list[int] | None = None
+) -> list[ResultLocation]:
+    """Where each result of the job's last job lives, without downloading anything
+    (``job_id`` and ``positions`` as in :func:`afetch_results`)."""
+    job_id = job_id or job.result_job_id
+    indexes = range(job.total_calls[job_id]) if positions is None else positions
     return [
         ResultLocation(
             bucket=job.storage.bucket,
             status_key=job.status_key(job_id, call_id(i)),
             output_key=job.output_key(job_id, call_id(i)),
         )
-        for i in range(job.total_calls[job_id])
+        for i in indexes
     ]
 
 

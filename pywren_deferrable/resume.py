@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -16,6 +17,7 @@ from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import aforget
 from pywren_deferrable.results import (
+    ResultLocation,
     aclean_job,
     afailure_report,
     afetch_results,
@@ -23,9 +25,35 @@ from pywren_deferrable.results import (
 )
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.triggers.job import EVENT_FAILED, EVENT_STATUSES, EVENT_SUCCESS
+from pywren_deferrable.triggers.status import StatusSource
 
 log = logging.getLogger(__name__)
 DEFAULT_XCOM_BACKENDS = ("airflow.sdk.execution_time.xcom.BaseXCom", "airflow.models.xcom.BaseXCom")
+
+
+class ResultCollector(Protocol):
+    """Where a successful task's results come from."""
+
+    async def results(self, source: StatusSource) -> list[Any]:
+        """The results, in input order."""
+        ...
+
+    def locations(self) -> list[ResultLocation]:
+        """Where each result lives, in input order."""
+        ...
+
+
+@dataclass(frozen=True)
+class JobResults:
+    """The results of one job's calls (its last job): what a task without retries returns."""
+
+    job: JobRef
+
+    async def results(self, source: StatusSource) -> list[Any]:
+        return await afetch_results(source, self.job)
+
+    def locations(self) -> list[ResultLocation]:
+        return result_locations(self.job)
 
 
 def job_from_event(event: Any) -> JobRef:
@@ -49,6 +77,7 @@ def finish_job(
     forget_key: str | None = None,
     explain: Callable[[str], str] | None = None,
     log: Any = log,
+    collector: ResultCollector | None = None,
 ) -> Any:
     """Act on a trigger event.
 
@@ -60,7 +89,8 @@ def finish_job(
     returned: their locations are, and they are kept. On success the lineage marker
     ``forget_key`` is deleted too (see :mod:`pywren_deferrable.lineage`), in the same
     storage session. ``explain`` may rewrite a failure report (remote tracebacks) before it
-    is raised.
+    is raised. A ``collector`` gathers the results (or their locations) instead of the
+    job's own calls: the merged rounds of ``call_retries``, say.
     """
     job = job_from_event(event)
     engine = ENGINE_NAMES[job.engine]
@@ -80,7 +110,7 @@ def finish_job(
             try:
                 if status == EVENT_SUCCESS:
                     if fetch:
-                        results = await afetch_results(source, job)
+                        results = await (collector or JobResults(job)).results(source)
                         size = results_size(results)
                         if max_xcom_bytes is None or size <= max_xcom_bytes or custom_xcom_backend():
                             return await succeed(results)
@@ -91,7 +121,8 @@ def finish_job(
                             max_xcom_bytes,
                         )
                         kept.append(True)
-                    return await succeed([loc.__dict__ for loc in result_locations(job)])
+                    locations = (collector or JobResults(job)).locations()
+                    return await succeed([loc.__dict__ for loc in locations])
                 if status == EVENT_FAILED:
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")

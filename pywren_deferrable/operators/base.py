@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable.config import normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
@@ -26,7 +27,22 @@ from pywren_deferrable.operators.validation import (
     check_optional_positive_number,
     check_str_dict,
 )
-from pywren_deferrable.resume import finish_job
+from pywren_deferrable.resume import ResultCollector, finish_job
+from pywren_deferrable.retries import STATE_KEY as RETRY_STATE_KEY
+from pywren_deferrable.retries import (
+    RetryState,
+    RoundResults,
+    check_call_retries,
+    failure_header,
+    first_state,
+    inputs_changed,
+    on_task_retry,
+    resumes_failures,
+    round_fail_fast,
+    state_of,
+    task_will_retry,
+)
+from pywren_deferrable.retries import resume as resume_round
 from pywren_deferrable.submit import JobSpec, stop_runner, submit
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.tracebacks import code_index, restore_filenames
@@ -59,6 +75,11 @@ class PyWrenBaseOperator(BaseOperator):
     :param max_xcom_bytes: results larger than this (pickled) are not pushed through
         XCom: the task returns where they are instead, and keeps them. ``None``: no limit
         (the right choice with an object-storage XCom backend).
+    :param call_retries: how many times a failed call is resubmitted on its own within
+        one task try (Lithops' ``retries``; a call gets ``call_retries + 1`` tries).
+        Between rounds the task defers: no worker slot is held. Airflow's ``retries``
+        stays the task's; an Airflow retry resubmits only the calls that failed.
+        See :mod:`pywren_deferrable.retries`.
     """
 
     template_fields: Sequence[str] = ("pywren_executor_config", "extra_env")
@@ -84,6 +105,7 @@ class PyWrenBaseOperator(BaseOperator):
         fail_fast: bool = True,
         deferrable: bool = True,
         max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
+        call_retries: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,6 +136,9 @@ class PyWrenBaseOperator(BaseOperator):
         self.fail_fast = bool(fail_fast)
         self.deferrable = bool(deferrable)
         self.max_xcom_bytes = check_optional_positive_int("max_xcom_bytes", max_xcom_bytes)
+        self.call_retries = check_call_retries(call_retries)
+        if self.call_retries and not self.wait_for_result:
+            raise ValueError("call_retries needs wait_for_result=True: the task resubmits failed calls")
 
     # -- what to run ------------------------------------------------------------------
     def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
@@ -149,7 +174,7 @@ class PyWrenBaseOperator(BaseOperator):
             lithops_conn_id=self.lithops_conn_id,
             poll_interval=self.poll_interval,
             deadline=deadline,
-            fail_fast=self.fail_fast,
+            fail_fast=round_fail_fast(self.fail_fast, resume_state or {}),
             resume_state=resume_state,
             clean_data=self.clean_data,
         )
@@ -162,6 +187,51 @@ class PyWrenBaseOperator(BaseOperator):
     def first_stage_state(self) -> dict[str, Any]:
         """State a multi-stage operator needs when the first job ends (see map_reduce)."""
         return {}
+
+    # -- call_retries (the logic is in pywren_deferrable/retries.py) -----------------
+    def first_retry_state(self, spec: JobSpec, job: JobRef) -> dict[str, Any]:
+        """The rounds state of a first submission (see :func:`..retries.first_state`)."""
+        return first_state(self.call_retries, spec, job)
+
+    def _inputs_changed(
+        self, context: Any, config: dict[str, Any], resume_state: dict[str, Any]
+    ) -> str | None:
+        """Why an earlier try's rounds do not fit this try's inputs (see retries.py)."""
+        try:
+            state = state_of(resume_state)
+        except AirflowException as err:
+            return str(err)
+        return inputs_changed(state, self.retry_spec(context, config)) if state else None
+
+    def retry_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
+        """The spec whose inputs the retry rounds resubmit (a map or a call_async)."""
+        return self.build_spec(context, config)
+
+    def finish_rounds(self, context: Any, event: Any, state: RetryState) -> Any:
+        """Every input succeeded: its results, each from the last round that ran it."""
+        return self.shape_results(
+            self.finish_job(
+                event,
+                also_clean=state.earlier_jobs(),
+                forget_key=task_lineage(context),
+                collector=RoundResults(state),
+            )
+        )
+
+    def fail_rounds(self, context: Any, event: Any, state: RetryState) -> Any:
+        """Fail with the last round's errors, saying how many tries each failed input had."""
+        header = failure_header(event, state) if isinstance(event, dict) else ""
+        # With clean_data, the rounds are kept when Airflow will retry: that try reuses them.
+        keep = self.clean_data and task_will_retry(context) and state.why_not_retried() is None
+        if keep:
+            self.log.info("clean_data: keeping the rounds' objects for the task's next try to reuse")
+        try:
+            result = self.finish_job(
+                event, also_clean=state.earlier_jobs(), clean_data=False if keep else None
+            )
+        except AirflowException as err:
+            raise AirflowException(f"{header}\n{err}" if header else str(err)) from None
+        raise AirflowException(f"unexpected trigger event for a retry round: {result!r:.300}")
 
     def _storage(self, config: dict[str, Any], job_storage: Any, action: Any) -> Any:
         """Run ``action(source)`` against the job's bucket from this (sync) worker code."""
@@ -178,21 +248,38 @@ class PyWrenBaseOperator(BaseOperator):
         deadline = self._deadline()
         lineage = task_lineage(context)
         location = self._hook().storage_location(config)
-        previous = self._storage(config, location, lambda s: afind_reusable(s, lineage)) if lineage else None
-        if previous is not None:
-            # A retry: the earlier try's job is running or done, and nothing failed.
+        previous = (
+            self._storage(config, location, lambda s: afind_reusable(s, lineage, resumable=resumes_failures))
+            if lineage
+            else None
+        )
+        changed = self._inputs_changed(context, config, previous.resume_state) if previous else None
+        if previous is not None and changed:
             self.log.warning(
-                "Reattaching to job %s submitted by try %s (%d/%d calls done) instead of submitting it again",
+                "Not reattaching to job %s of try %s: %s; submitting every call again",
+                previous.job.executor_id,
+                previous.try_number,
+                changed,
+            )
+            previous = None
+        if previous is not None:
+            # A retry: the earlier try's job is running or done, and nothing failed (or
+            # its failed calls can be resubmitted alone once it ends: see retries.py).
+            self.log.warning(
+                "Reattaching to job %s submitted by try %s (%d/%d calls done, %d failed) instead of "
+                "submitting it again",
                 previous.job.executor_id,
                 previous.try_number,
                 previous.done,
                 previous.total,
+                previous.failed,
             )
-            job, state = previous.job, dict(previous.resume_state)
+            job, state = previous.job, on_task_retry(dict(previous.resume_state), self.call_retries)
             state.pop("deadline", None)
         else:
-            job = self.submit_spec(context, self.build_spec(context, config), deadline)
-            state = self.first_stage_state()
+            spec = self.build_spec(context, config)
+            job = self.submit_spec(context, spec, deadline)
+            state = {**self.first_stage_state(), **self.first_retry_state(spec, job)}
             self.remember_job(context, config, job, state)
         if not self.wait_for_result:
             return job.to_dict()
@@ -268,8 +355,11 @@ class PyWrenBaseOperator(BaseOperator):
         return state if isinstance(state, dict) else {}
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired: fetch results or fail with the remote errors."""
+        """Resume after the trigger fired: fetch results or fail with the remote errors
+        (or, with retry rounds, resubmit the failed calls: see retries.py)."""
         self.remember_link_from_event(event)
+        if RETRY_STATE_KEY in self.resume_state(event):
+            return resume_round(self, context, event)
         also_clean = self.resume_state(event).get("also_clean")
         return self.shape_results(
             self.finish_job(event, also_clean=also_clean, forget_key=task_lineage(context))
@@ -291,18 +381,21 @@ class PyWrenBaseOperator(BaseOperator):
         fetch: bool | None = None,
         also_clean: list[dict[str, Any]] | None = None,
         forget_key: str | None = None,
+        collector: ResultCollector | None = None,
+        clean_data: bool | None = None,
     ) -> Any:
         """See :func:`pywren_deferrable.resume.finish_job`."""
         return finish_job(
             self._hook(),
             event,
             fetch=self.fetch_result if fetch is None else fetch,
-            clean_data=self.clean_data,
+            clean_data=self.clean_data if clean_data is None else clean_data,
             also_clean=also_clean,
             max_xcom_bytes=self.max_xcom_bytes,
             forget_key=forget_key,
             explain=self.explain_failure,
             log=self.log,
+            collector=collector,
         )
 
     def payload_functions(self) -> list[Callable[..., Any]]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from pywren_deferrable.config import S3_STORAGE_BACKENDS, storage_backend_name
+from pywren_deferrable.job import JobRef
 from pywren_deferrable.operators.base import PyWrenBaseOperator
 from pywren_deferrable.operators.validation import (
     check_extra_params,
@@ -17,6 +18,7 @@ from pywren_deferrable.operators.validation import (
     check_payload_function,
     is_deferred_value,
 )
+from pywren_deferrable.retries import check_retryable_map, processes_objects
 from pywren_deferrable.submit import JobSpec
 
 
@@ -171,6 +173,7 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         self.chunk_n = check_optional_positive_int("chunk_n", chunk_n)
         if self.chunk_size is not None and self.chunk_n is not None:
             raise ValueError("chunk_size and chunk_n are exclusive: set one of them, not both")
+        check_retryable_map(self.call_retries, self.map_function, bool(self.chunk_size or self.chunk_n))
         self.remote_invocation = bool(remote_invocation)
         self.invoke_pool_threads = check_optional_positive_int("invoke_pool_threads", invoke_pool_threads)
 
@@ -215,6 +218,12 @@ class PyWrenMapOperator(PyWrenBaseOperator):
         """The iterdata and extra_args handed to Lithops."""
         iterdata = rewrite_object_urls(self.resolved_iterdata(context), storage_backend_name(config))
         return bind_iterdata(self.map_function, iterdata, self.extra_params)
+
+    def first_retry_state(self, spec: JobSpec, job: JobRef) -> dict[str, Any]:
+        # Object inputs: Lithops decides which calls run which input (see retries.py).
+        if processes_objects(self.map_function) or self.chunk_size or self.chunk_n:
+            return {}
+        return super().first_retry_state(spec, job)
 
     def build_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
         iterdata, extra = self.job_iterdata(context, config)

@@ -165,10 +165,14 @@ class PyWrenJobTrigger(BaseTrigger):
         if await asyncio.to_thread(stop_runner, self.job):
             self.log.info("stopped the local runner of job %s", self.job.executor_id)
         if self.clean_data:
+            from pywren_deferrable.retries import earlier_jobs
+
             hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
             async with hook.astatus_source(self.job.storage) as source:
-                deleted = await aclean_job(source, self.job)
-            self.log.info("clean_data: deleted %d objects of job %s", deleted, self.job.executor_id)
+                # The earlier stages and retry rounds of the task too (see retries.py).
+                for job in [self.job, *earlier_jobs(self.resume_state)]:
+                    deleted = await aclean_job(source, job)
+                    self.log.info("clean_data: deleted %d objects of job %s", deleted, job.executor_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The event is yielded only after the storage client is released: a consumer

@@ -117,11 +117,23 @@ async def test_retry_reattaches_instead_of_resubmitting(
     assert rerun["job"]["executor_id"] != first["job"]["executor_id"]
 
 
-async def test_retry_after_a_failed_job_resubmits(lithops_conn: str) -> None:
-    first = defer(PyWrenMapOperator(task_id="t", map_function=fail_on, map_iterdata=[3]), FakeTI(1, "run-f"))
+async def test_retry_after_a_failed_job_resubmits_only_its_failed_calls(lithops_conn: str) -> None:
+    def operator() -> PyWrenMapOperator:
+        return PyWrenMapOperator(task_id="t", map_function=fail_on, map_iterdata=[1, 3], fail_fast=False)
+
+    first = defer(operator(), FakeTI(1, "run-f"))
     assert (await event_of(first))["status"] == "failed"
-    retry = defer(PyWrenMapOperator(task_id="t", map_function=fail_on, map_iterdata=[3]), FakeTI(2, "run-f"))
-    assert retry["job"]["executor_id"] != first["job"]["executor_id"]
+    # The retry waits for the earlier job (here: ended), then resubmits its failed call alone.
+    retry = defer(operator(), FakeTI(2, "run-f"))
+    assert retry["job"]["executor_id"] == first["job"]["executor_id"]
+    with pytest.raises(TaskDeferred) as resubmitted:
+        operator().execute_complete({"ti": FakeTI(2, "run-f")}, await event_of(retry))
+    again = resubmitted.value.trigger.serialize()[1]["job"]
+    assert again["executor_id"] != first["job"]["executor_id"] and again["total_calls"] == {"M000": 1}
+    with pytest.raises(AirflowException, match=r"input #1 failed 2 tries"):
+        operator().execute_complete(
+            {"ti": FakeTI(2, "run-f")}, await event_of(resubmitted.value.trigger.serialize()[1])
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -46,3 +46,19 @@ def count_lines(obj):
 
 def total(results):
     return sum(results)
+
+
+def flaky(x, bad=3, failures=1, marker_dir=""):
+    """Returns ``x``, except that its first ``failures`` runs with ``x == bad`` raise.
+
+    Every run leaves a file ``run-<x>-<n>`` in ``marker_dir`` (the calls of the localhost
+    backend share this machine's disk), so a test can count how often each input ran.
+    """
+    import os
+
+    runs = sum(1 for name in os.listdir(marker_dir) if name.startswith(f"run-{x}-"))
+    with open(os.path.join(marker_dir, f"run-{x}-{runs}"), "x"):
+        pass
+    if x == bad and runs < failures:
+        raise ValueError(f"run {runs + 1} of input {x} fails")
+    return x
