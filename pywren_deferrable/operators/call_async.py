@@ -51,14 +51,12 @@ class PyWrenCallAsyncOperator(PyWrenBaseOperator):
         self,
         *,
         func: Callable[..., Any],
-        data: dict[str, Any] | list[Any] | tuple[Any, ...] | None = None,
+        data: Any = None,
         data_from_task: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.func = check_payload_function("func", func)
-        if data is not None and not is_deferred_value(data) and not isinstance(data, dict | list | tuple):
-            raise TypeError(f"data must be a dict of keyword arguments, got {type(data).__name__}")
         self.data = data if data is not None else {}
         self.data_from_task = check_data_from_task(data_from_task)
         if self.data_from_task and not isinstance(self.data, dict):

@@ -107,7 +107,12 @@ CASES: list[tuple[type, dict[str, Any], type[Exception], str]] = [
         "storage backend 'dropbox'",
     ),
     (PyWrenCallAsyncOperator, {"task_id": "t", "func": "add"}, TypeError, "func must be a callable"),
-    (PyWrenCallAsyncOperator, {"task_id": "t", "func": add, "data": 5}, TypeError, "data must be a dict"),
+    (
+        PyWrenCallAsyncOperator,
+        {"task_id": "t", "func": add, "data": (1, 2, 3)},
+        TypeError,
+        "data does not fit add",
+    ),
     (
         PyWrenCallAsyncOperator,
         {"task_id": "t", "func": add, "data_from_task": ["a"]},
