@@ -72,7 +72,14 @@ def rewrite_object_urls(function: Callable[..., Any], iterdata: list[Any], stora
         return list(iterdata)
 
     def rewrite(value: Any) -> Any:
-        return rewrite_object_url(value, storage_backend) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return rewrite_object_url(value, storage_backend)
+        if any(hasattr(value, a) for a in ("bucket", "url", "path")):  # a Lithops CloudObject
+            return value
+        raise TypeError(
+            f"map_iterdata: {getattr(function, '__name__', function)} takes obj, so its obj inputs are "
+            f"storage URLs ('cos://bucket/prefix/', 's3://bucket/key'), http(s) URLs or paths; got {value!r:.60}"
+        )
 
     rewritten: list[Any] = []
     for item in iterdata:

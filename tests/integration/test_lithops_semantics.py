@@ -294,6 +294,14 @@ def test_seed_weather_dag_shape(
     )
     parsed = via_operator(parse)
     assert parsed.calls == {"M000": 5}
+    plain_parse = plain_map(
+        lithops_config,
+        parse_weather,
+        lambda: f"minio://{bucket}/weather_data",
+        obj_chunk_size=chunk,
+        extra_args=(countries, bucket),
+    )
+    compare(plain_parse, parsed)  # (it writes the same objects again: same keys, same bodies)
     per_country = {c: sum(r.get(c, 0) for r in parsed.results) for c in countries}
     assert per_country == {c: sum(1 for r in records if r["country"] == c) for c in countries}
 

@@ -170,6 +170,13 @@ def test_object_urls_point_at_the_connection_storage_only_for_obj_inputs() -> No
     assert rewrite_object_urls(count, ["s3://b/p/"], "localhost") == ["s3://b/p/"]
 
 
+def test_obj_inputs_must_be_urls() -> None:
+    with pytest.raises(TypeError, match=r"map_iterdata: count takes obj, so its obj inputs are storage URLs"):
+        make(map_function=count, map_iterdata=[1, 2])
+    with pytest.raises(TypeError, match=r"count_with takes obj.* got 5"):
+        make(map_function=count_with, map_iterdata=[{"obj": 5, "factor": 1}])
+
+
 # -- item 2: iterdata_from_task with an empty map_iterdata ---------------------------------
 
 
