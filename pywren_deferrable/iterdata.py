@@ -15,16 +15,19 @@ What ``FunctionExecutor.map(f, iterdata)`` does with ``iterdata`` (Lithops 3.8,
   parameter processes objects: its ``obj`` inputs are storage URLs, ``http(s)`` URLs or
   local paths, which Lithops' partitioner lists and splits.
 
-The operators hand Lithops exactly that, with three differences, each because the
-Lithops behaviour would go wrong silently or late in a DAG:
+The operators hand Lithops exactly that, with these differences, each because the
+Lithops behaviour would go wrong silently or late in a DAG (see docs/parity.md):
 
 * a generator (or any iterator) is materialised into a list when the task runs; Lithops
   would make it one call, whose input then cannot be pickled. It is never consumed at
   parse time: every parse of the DAG file makes a new one, and the task uses the one of
   its own parse;
-* a bare string that is no URL, and a bare dict, are refused at parse time (most likely
-  a list was meant; write ``['abc']`` or ``[{...}]`` for one call);
-* a value given for an injected parameter is refused: Lithops would overwrite it.
+* a bare string that is no URL, a bare dict, and other values Lithops would wrap as one
+  call (a number, a frozenset...) are refused at parse time (most likely a list was
+  meant; write ``['abc']`` or ``[{...}]`` for one call);
+* a value given for an injected parameter is refused: Lithops would overwrite it;
+* what Lithops' ``verify_args`` or partitioner would refuse at submit (an input that does
+  not fit the signature, an ``obj`` input that is no URL) is refused at parse time.
 """
 
 from __future__ import annotations
