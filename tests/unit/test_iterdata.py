@@ -388,3 +388,14 @@ def test_what_lithops_refuses_at_submit_is_refused_at_parse(function: Any, iterd
         return
     with pytest.raises(TypeError, match=r"map_iterdata\[0\]"):
         make(map_function=function, map_iterdata=iterdata, extra_params=extra)
+
+
+def test_inputs_holding_xcomargs_are_checked_when_rendered_not_at_parse() -> None:
+    with DAG(dag_id="pywren_unit_nested_xcom", schedule=None, start_date=datetime.datetime(2025, 1, 1)):
+        upstream = make(task_id="upstream")
+        downstream = make(task_id="downstream", map_function=pair, map_iterdata=[(1, upstream.output)])
+    assert upstream.task_id in downstream.upstream_task_ids
+    # Rendered, the inputs are checked like any other.
+    downstream.map_iterdata = [(1, 2, 3)]
+    with pytest.raises(TypeError, match=r"map_iterdata\[0\] does not fit pair"):
+        downstream.job_iterdata({}, {"lithops": {"storage": "minio"}})
