@@ -19,15 +19,45 @@ added to every call; for ``call_async`` the arguments are the call's.
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
 
+from pywren_deferrable.iterdata import user_signature
 from pywren_deferrable.operators.call_async import PyWrenCallAsyncOperator
 from pywren_deferrable.operators.map import PyWrenMapOperator
 from pywren_deferrable.operators.map_reduce import PyWrenMapReduceOperator
+
+
+def _as_airflow_sees_it(function: Callable[..., Any], *, mapped: bool = False) -> Callable[..., Any]:
+    """``function`` with the signature its callers fill in: without the parameters Lithops
+    injects (``id``, ``storage``...). Airflow binds the decorated call's arguments to the
+    ``python_callable``'s signature, and would otherwise ask for them. The payload that
+    runs on Lithops stays ``function`` itself (whose ``id`` Lithops must still see).
+
+    :param mapped: a map's call gives the iterdata and, maybe, the extra arguments (which
+        the decorator's ``extra_params`` may give instead): only the first is required
+        here; the operator checks every call's inputs against ``function`` itself.
+    """
+    signature = user_signature(function)
+    if mapped:
+        parameters = list(signature.parameters.values())
+        signature = signature.replace(
+            parameters=parameters[:1]
+            + [
+                p.replace(default=None) if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) else p
+                for p in parameters[1:]
+            ]
+        )
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
 
 
 def _iterdata_and_extra(op_args: Sequence[Any], op_kwargs: dict[str, Any], name: str) -> tuple[Any, Any]:
@@ -56,7 +86,7 @@ class _MapDecoratedOperator(DecoratedOperator):
         iterdata, extra = _iterdata_and_extra(list(op_args or []), dict(op_kwargs or {}), self.decorator_name)
         kwargs.setdefault("extra_params", extra)
         super().__init__(
-            python_callable=python_callable,
+            python_callable=_as_airflow_sees_it(python_callable, mapped=True),
             op_args=op_args,
             op_kwargs=op_kwargs,
             map_function=python_callable,
@@ -94,9 +124,9 @@ class _PyWrenCallAsyncDecoratedOperator(DecoratedOperator, PyWrenCallAsyncOperat
         op_kwargs: Any = None,
         **kwargs: Any,
     ):
-        bound = inspect.signature(python_callable).bind_partial(*(op_args or []), **(op_kwargs or {}))
+        bound = user_signature(python_callable).bind_partial(*(op_args or []), **(op_kwargs or {}))
         super().__init__(
-            python_callable=python_callable,
+            python_callable=_as_airflow_sees_it(python_callable),
             op_args=op_args,
             op_kwargs=op_kwargs,
             func=python_callable,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pywren_deferrable.iterdata import check_lithops_binding
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.lineage import task_lineage
 from pywren_deferrable.operators.map import PyWrenMapOperator
@@ -67,6 +68,14 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
             raise TypeError("reduce_function is required: the function that reduces the map results")
         super().__init__(**kwargs)
         self.reduce_function = check_payload_function("reduce_function", reduce_function)
+        # Lithops calls the reducer with one input, the list of map results (plus what it injects).
+        check_lithops_binding(
+            "reduce_function (called with the list of map results)",
+            self.reduce_function,
+            [([],)],
+            None,
+            single=True,
+        )
         self.map_runtime_memory = check_optional_positive_int("map_runtime_memory", map_runtime_memory)
         self.reduce_runtime_memory = check_optional_positive_int(
             "reduce_runtime_memory", reduce_runtime_memory

@@ -75,22 +75,22 @@ def check_module_list(name: str, value: Any) -> list[str] | None:
 
 
 def check_iterdata(name: str, value: Any) -> Any:
-    """A map's input: a non-empty iterable of call inputs (not a bare string or dict)."""
+    """A map's input as Lithops takes it (see :mod:`pywren_deferrable.iterdata`), or a value
+    rendered later. Returned as given: a generator is not consumed at parse time."""
+    from pywren_deferrable.iterdata import check_shape
+
     if is_deferred_value(value):
         return value
-    if isinstance(value, str | bytes):
-        raise TypeError(
-            f"{name} must be a list of call inputs, got a bare {type(value).__name__}; "
-            f"write [{value!r:.60}] for one call"
-        )
-    if isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a list of call inputs, got a dict; write [{{...}}] for one call")
-    if not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be an iterable of call inputs, got {type(value).__name__}")
-    items = list(value)
-    if not items:
-        raise ValueError(f"{name} is empty: a map needs at least one input")
-    return items
+    return check_shape(name, value)
+
+
+def has_deferred_parts(items: Iterable[Any]) -> bool:
+    """True when an input (or a value inside a tuple/dict input) is filled in at run time."""
+    for item in items:
+        parts = item.values() if isinstance(item, Mapping) else item if isinstance(item, tuple) else (item,)
+        if any(is_deferred_value(part) for part in parts):
+            return True
+    return False
 
 
 def check_extra_params(name: str, value: Any) -> Any:
@@ -103,4 +103,7 @@ def check_extra_params(name: str, value: Any) -> Any:
         return dict(value)
     if isinstance(value, list | tuple):
         return tuple(value)
-    raise TypeError(f"{name} must be a dict of keyword arguments (or a tuple), got {type(value).__name__}")
+    raise TypeError(
+        f"{name} must be a dict of keyword arguments or a list/tuple of positional ones, "
+        f"got {type(value).__name__}"
+    )

@@ -24,6 +24,10 @@ def total(results):
     return sum(results)
 
 
+def lines(obj):
+    return obj.data_stream.read().count(b"\n")
+
+
 MAP = {"task_id": "t", "map_function": add, "map_iterdata": [1]}
 MAP_REDUCE = {**MAP, "reduce_function": total}
 
@@ -58,7 +62,7 @@ CASES: list[tuple[type, dict[str, Any], type[Exception], str]] = [
         PyWrenMapOperator,
         {**MAP, "iterdata_from_task": "up"},
         ValueError,
-        "map_iterdata or iterdata_from_task",
+        "map_iterdata and iterdata_from_task both give the inputs",
     ),
     (
         PyWrenMapOperator,
@@ -78,7 +82,13 @@ CASES: list[tuple[type, dict[str, Any], type[Exception], str]] = [
         ValueError,
         "iterdata_from_task or iterdata_form_task",
     ),
-    (PyWrenMapOperator, {**MAP, "map_iterdata": ["cos:///key"]}, ValueError, "names no bucket"),
+    (
+        PyWrenMapOperator,
+        {**MAP, "map_function": lines, "map_iterdata": ["cos:///key"]},
+        ValueError,
+        "names no bucket",
+    ),
+    (PyWrenMapOperator, {**MAP, "map_iterdata": "cos:///key"}, ValueError, "names no bucket"),
     (PyWrenMapOperator, {**MAP, "extra_params": 5}, TypeError, "extra_params must be a dict"),
     (
         PyWrenMapOperator,
@@ -97,7 +107,12 @@ CASES: list[tuple[type, dict[str, Any], type[Exception], str]] = [
         "storage backend 'dropbox'",
     ),
     (PyWrenCallAsyncOperator, {"task_id": "t", "func": "add"}, TypeError, "func must be a callable"),
-    (PyWrenCallAsyncOperator, {"task_id": "t", "func": add, "data": 5}, TypeError, "data must be a dict"),
+    (
+        PyWrenCallAsyncOperator,
+        {"task_id": "t", "func": add, "data": (1, 2, 3)},
+        TypeError,
+        "data does not fit add",
+    ),
     (
         PyWrenCallAsyncOperator,
         {"task_id": "t", "func": add, "data_from_task": ["a"]},

@@ -11,7 +11,7 @@ from airflow.sdk import DAG
 from pywren_deferrable.operators.map import PyWrenMapOperator, bind_iterdata
 
 
-def add(x, y):
+def add(x, y=0):
     return x + y
 
 
@@ -37,13 +37,34 @@ def test_non_callable_map_function(function):
 @pytest.mark.parametrize(
     ("iterdata", "error", "match"),
     [
-        ("abc", TypeError, r"map_iterdata must be a list of call inputs, got a bare str"),
-        (b"abc", TypeError, r"map_iterdata must be a list of call inputs, got a bare bytes"),
+        (
+            "abc",
+            TypeError,
+            r"map_iterdata must be a list of call inputs or a storage URL .* got the bare string 'abc'",
+        ),
+        (
+            "/data/x.csv",
+            TypeError,
+            r"got the bare string '/data/x.csv'; write \['/data/x.csv'\] for one call",
+        ),
+        ("ftp://host/x", TypeError, r"got the bare string 'ftp://host/x'"),
+        ("cos:///key", ValueError, r"map_iterdata: the object URL 'cos:///key' names no bucket"),
+        (b"abc", TypeError, r"map_iterdata must be a list of call inputs, got bare bytes"),
         ({"x": 1}, TypeError, r"map_iterdata must be a list of call inputs, got a dict"),
         ([], ValueError, r"map_iterdata is empty"),
-        ((), ValueError, r"map_iterdata is empty"),
-        (iter([]), ValueError, r"map_iterdata is empty"),
-        (5, TypeError, r"map_iterdata must be an iterable of call inputs, got int"),
+        (range(0), ValueError, r"map_iterdata is empty"),
+        (set(), ValueError, r"map_iterdata is empty"),
+        (
+            (1, 2, 3),
+            TypeError,
+            r"map_iterdata\[0\] does not fit add\(x, y=0\): too many positional arguments",
+        ),
+        (
+            5,
+            TypeError,
+            r"map_iterdata must be a list of call inputs \(or a range, set, tuple, generator or storage URL\), got int",
+        ),
+        (frozenset({1}), TypeError, r"got frozenset"),
         (None, TypeError, r"map_iterdata is required \(or iterdata_from_task\)"),
     ],
 )
@@ -150,8 +171,9 @@ def test_valid_defaults():
 
 
 def test_valid_values_are_normalized():
+    generator = (x for x in (1, 2))
     op = make(
-        map_iterdata=(x for x in (1, 2)),
+        map_iterdata=generator,
         extra_params=[7],
         chunk_size=1024,
         job_timeout=30,
@@ -159,7 +181,9 @@ def test_valid_values_are_normalized():
         extra_env={"A": "1"},
         pywren_executor_config={"runtime": "me/rt:1", "code_engine": {"runtime_cpu": 1}},
     )
-    assert op.map_iterdata == [1, 2]
+    # A generator is read when the task runs, not when the DAG is parsed.
+    assert op.map_iterdata is generator
+    assert op.resolved_iterdata({}) == [1, 2]
     assert op.extra_params == (7,)
     assert op.chunk_size == 1024
     assert op.job_timeout == 30.0
@@ -202,13 +226,18 @@ def test_unrendered_iterdata_rejected_at_execute():
 def test_rendered_iterdata_checked_again():
     op = make(map_iterdata='{{ ti.xcom_pull("x") }}')
     op.map_iterdata = "rendered-but-a-string"
-    with pytest.raises(TypeError, match="got a bare str"):
+    with pytest.raises(TypeError, match="got the bare string 'rendered-but-a-string'"):
         op.resolved_iterdata({})
     op.map_iterdata = []
     with pytest.raises(ValueError, match="map_iterdata is empty"):
         op.resolved_iterdata({})
     op.map_iterdata = [4, 5]
     assert op.resolved_iterdata({}) == [4, 5]
+    op.map_iterdata = "cos://bucket/prefix/"  # a rendered URL is one input, as in Lithops
+    assert op.resolved_iterdata({}) == ["cos://bucket/prefix/"]
+    op.map_iterdata = iter([])
+    with pytest.raises(ValueError, match="map_iterdata is empty"):
+        op.resolved_iterdata({})
 
 
 # -- bind_iterdata --------------------------------------------------------------------

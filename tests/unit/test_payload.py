@@ -11,7 +11,12 @@ import pytest
 from airflow.sdk import DAG
 
 from pywren_deferrable import PyWrenMapOperator
-from pywren_deferrable.payload import module_imports_airflow, pickled_module_references, prepare_payload
+from pywren_deferrable.payload import (
+    module_imports_airflow,
+    pickled_globals,
+    pickled_module_references,
+    prepare_payload,
+)
 
 with DAG(dag_id="payload_test_dag", schedule=None) as THIS_DAG:
     pass
@@ -74,3 +79,67 @@ def test_builtin_without_signature_is_refused() -> None:
 
     with pytest.raises(TypeError, match="reduce_function: <built-in function max> has no Python signature"):
         PyWrenMapReduceOperator(task_id="t", map_function=plain, map_iterdata=[1], reduce_function=max)
+
+
+# -- every kind of Airflow reference in a DAG file's function (issue 13, item 5) ---------
+
+import dag_file_payloads  # noqa: E402  (a DAG-file-shaped module, next to this file)
+
+
+@pytest.mark.parametrize("function_name", sorted(dag_file_payloads.USES_AIRFLOW))
+def test_dag_file_function_using_airflow_is_refused(function_name: str) -> None:
+    function = getattr(dag_file_payloads, function_name)
+    expected = dag_file_payloads.USES_AIRFLOW[function_name]
+    with pytest.raises(TypeError, match=rf"map_function: '{function_name}' uses Airflow objects") as err:
+        PyWrenMapOperator(task_id="t", map_function=function, map_iterdata=[1])
+    assert expected in str(err.value)
+
+
+def test_variable_get_fetched_from_the_memo_is_seen() -> None:
+    """The seed family's case: ``Variable.get`` inside a DAG-file function. Its module name
+    reaches STACK_GLOBAL through the memo (BINGET), which reading the last two strings
+    of the stream missed."""
+    payload = cloudpickle.dumps(dag_file_payloads.variable_get)
+    ops = [op.name for op, _arg, _pos in __import__("pickletools").genops(payload)]
+    assert "STACK_GLOBAL" in ops and {"BINGET", "LONG_BINGET"} & set(ops)
+    assert ("airflow.sdk.definitions.variable", "Variable") in pickled_globals(payload)
+
+
+@pytest.mark.parametrize("function_name", sorted(dag_file_payloads.FREE_OF_AIRFLOW))
+def test_dag_file_function_free_of_airflow_is_accepted_and_runs_by_value(function_name: str) -> None:
+    function = getattr(dag_file_payloads, function_name)
+    op = PyWrenMapOperator(task_id="t", map_function=function, map_iterdata=[3])
+    assert op.map_function is function
+    payload = cloudpickle.dumps(function)
+    assert not any(m.startswith("airflow") for m in pickled_module_references(payload))
+    saved = sys.modules.pop(dag_file_payloads.__name__)
+    try:  # it loads and runs where the DAG file cannot be imported
+        assert pickle.loads(payload)(3) == dag_file_payloads.FREE_OF_AIRFLOW[function_name]
+    finally:
+        sys.modules[dag_file_payloads.__name__] = saved
+
+
+def test_reduce_and_call_async_functions_are_checked_too() -> None:
+    from pywren_deferrable import PyWrenCallAsyncOperator, PyWrenMapReduceOperator
+
+    with pytest.raises(TypeError, match="func: 'context_get' uses Airflow objects"):
+        PyWrenCallAsyncOperator(task_id="t", func=dag_file_payloads.context_get, data={"x": 1})
+    with pytest.raises(TypeError, match="reduce_function: 'variable_get' uses Airflow objects"):
+        PyWrenMapReduceOperator(
+            task_id="t",
+            map_function=dag_file_payloads.plain,
+            map_iterdata=[1],
+            reduce_function=dag_file_payloads.variable_get,
+        )
+
+
+def test_pickled_globals_follows_memo_and_marks() -> None:
+    import collections
+    import fractions
+
+    # The same global twice: the second time its strings come from the memo.
+    data = [collections.OrderedDict, {"k": (collections.OrderedDict, fractions.Fraction)}]
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        found = pickled_globals(pickle.dumps(data, protocol=protocol))
+        assert ("collections", "OrderedDict") in found, protocol
+        assert ("fractions", "Fraction") in found, protocol
