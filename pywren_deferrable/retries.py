@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -482,8 +483,19 @@ def resubmit(
     return op.wait_for_job(context, job, deadline=deadline, **new_state)
 
 
-def failure_header(event: dict[str, Any], state: RetryState) -> str:
-    """Which inputs still failed, after how many tries, with their last call."""
+def short_repr(value: Any) -> str:
+    """A repr of a call's input short enough for an error line."""
+    shortener = reprlib.Repr()
+    shortener.maxstring, shortener.maxother, shortener.maxlist, shortener.maxdict = 60, 60, 4, 4
+    return shortener.repr(value)
+
+
+def failure_header(event: dict[str, Any], state: RetryState, inputs: Sequence[Any] | None = None) -> str:
+    """Which inputs still failed, after how many tries, with their last call.
+
+    :param inputs: the task's inputs in order, when known: each failed one is shown
+        (``input #3 = 'cos://b/x.csv'``), so a user finds it without counting.
+    """
     failed = failed_positions(event, state.last.job_id)
     if not failed:
         return ""
@@ -491,8 +503,9 @@ def failure_header(event: dict[str, Any], state: RetryState) -> str:
     for position in failed[:MAX_LISTED_INPUTS]:
         index = state.last.indices[position]
         tries = state.tries(index)
+        shown = f" = {short_repr(inputs[index])}" if inputs is not None and index < len(inputs) else ""
         parts.append(
-            f"input #{index} failed {tries} {'try' if tries == 1 else 'tries'} "
+            f"input #{index}{shown} failed {tries} {'try' if tries == 1 else 'tries'} "
             f"(last: call {state.last.job_id}/{call_id(position)} of executor {state.last.job.executor_id})"
         )
     more = f"; and {len(failed) - MAX_LISTED_INPUTS} more" if len(failed) > MAX_LISTED_INPUTS else ""

@@ -203,6 +203,11 @@ class PyWrenBaseOperator(BaseOperator):
             return str(err)
         return inputs_changed(state, self.retry_spec(context, config)) if state else None
 
+    def input_elements(self, context: Any) -> list[Any] | None:
+        """The task's inputs as the user gave them, one per call, for failure messages
+        (``None`` when unknown, or when they cannot be read again)."""
+        return None
+
     def retry_spec(self, context: Any, config: dict[str, Any]) -> JobSpec:
         """The spec whose inputs the retry rounds resubmit (a map or a call_async)."""
         return self.build_spec(context, config)
@@ -220,7 +225,7 @@ class PyWrenBaseOperator(BaseOperator):
 
     def fail_rounds(self, context: Any, event: Any, state: RetryState) -> Any:
         """Fail with the last round's errors, saying how many tries each failed input had."""
-        header = failure_header(event, state) if isinstance(event, dict) else ""
+        header = failure_header(event, state, self.input_elements(context)) if isinstance(event, dict) else ""
         # With clean_data, the rounds are kept when Airflow will retry: that try reuses them.
         keep = self.clean_data and task_will_retry(context) and state.why_not_retried() is None
         if keep:

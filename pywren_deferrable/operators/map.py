@@ -238,6 +238,13 @@ class PyWrenMapOperator(PyWrenBaseOperator):
             raise TypeError(f"map_iterdata was not rendered: {self.map_iterdata!r:.80}")
         return as_call_list("map_iterdata", self.map_iterdata)
 
+    def input_elements(self, context: Any) -> list[Any] | None:
+        try:
+            return self.resolved_iterdata(context)
+        except Exception as err:  # only a failure message needs them: never mask it
+            self.log.debug("inputs not readable for the failure message: %s", err)
+            return None
+
     def map_options(self) -> dict[str, Any]:
         """Lithops ``map()`` keyword arguments from the seed's parameter names."""
         options = self.common_options()

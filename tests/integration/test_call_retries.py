@@ -161,7 +161,7 @@ def test_a_call_that_always_fails_reports_its_tries(lithops_conn: str, tmp_path:
         op.execute({"ti": FakeTI(run_id="run-always")})
     message = str(failure.value)
     assert "1 input(s) failed on every try (call_retries=2; #: index in the inputs)" in message
-    assert "input #3 failed 3 tries" in message
+    assert "input #3 = 3 failed 3 tries" in message
     assert "ValueError: run 3 of input 3 fails" in message  # the last try's traceback
     assert runs(tmp_path) == {0: 1, 1: 1, 2: 1, 3: 3}
 
@@ -182,7 +182,7 @@ async def test_an_airflow_retry_resubmits_only_the_failed_calls(
     # The task has retries=1 (max_tries=1): try 1 keeps its objects for try 2, despite clean_data.
     first = defer(operator(), FakeTI(1, "run-retry", max_tries=1))
     event = await event_of(first)
-    with pytest.raises(AirflowException, match="input #3 failed 1 try"):
+    with pytest.raises(AirflowException, match="input #3 = 3 failed 1 try"):
         operator().execute_complete({"ti": FakeTI(1, "run-retry", max_tries=1)}, event)
     assert [len(c) for c in executors(s3_server, bucket).values()] == [10]
     # Try 2 reattaches to try 1's job, which has ended: its failed call is resubmitted alone.
@@ -213,7 +213,7 @@ async def test_an_airflow_retry_after_fail_fast_waits_for_the_rest_then_resubmit
 
     event = await event_of(defer(operator(), FakeTI(1, "run-ff")))
     assert event["status"] == "failed"
-    with pytest.raises(AirflowException, match="input #0 failed 1 try"):
+    with pytest.raises(AirflowException, match="input #0 = 0 failed 1 try"):
         operator().execute_complete({"ti": FakeTI(1, "run-ff")}, event)
     reattached = defer(operator(), FakeTI(2, "run-ff"))
     assert reattached["fail_fast"] is False
@@ -282,7 +282,7 @@ async def test_an_airflow_retry_with_other_inputs_submits_every_call(
         )
 
     event = await event_of(defer(operator([0, 1]), FakeTI(1, "run-changed")))
-    with pytest.raises(AirflowException, match="input #1 failed 1 try"):
+    with pytest.raises(AirflowException, match="input #1 = 1 failed 1 try"):
         operator([0, 1]).execute_complete({"ti": FakeTI(1, "run-changed")}, event)
     # The DAG changed before the retry: try 1's results belong to other inputs.
     again = defer(operator([5, 6, 7]), FakeTI(2, "run-changed"))

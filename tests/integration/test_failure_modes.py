@@ -130,7 +130,7 @@ async def test_retry_after_a_failed_job_resubmits_only_its_failed_calls(lithops_
         operator().execute_complete({"ti": FakeTI(2, "run-f")}, await event_of(retry))
     again = resubmitted.value.trigger.serialize()[1]["job"]
     assert again["executor_id"] != first["job"]["executor_id"] and again["total_calls"] == {"M000": 1}
-    with pytest.raises(AirflowException, match=r"input #1 failed 2 tries"):
+    with pytest.raises(AirflowException, match=r"input #1 = 3 failed 2 tries"):
         operator().execute_complete(
             {"ti": FakeTI(2, "run-f")}, await event_of(resubmitted.value.trigger.serialize()[1])
         )

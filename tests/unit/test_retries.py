@@ -204,6 +204,10 @@ def test_failure_header_names_inputs_and_tries() -> None:
         "1 input(s) failed on every try (call_retries=2; #: index in the inputs): input #3 failed 3 tries "
         "(last: call M000/00000 of executor cccccc-0)"
     )
+    inputs = ["a", "b", "c", "cos://bucket/" + "x" * 100]
+    assert "input #3 = 'cos://bucket/xxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx' failed 3 tries" in (
+        failure_header(event, state, inputs)
+    )
 
 
 def test_a_job_lithops_split_differently_is_not_resumable() -> None:
