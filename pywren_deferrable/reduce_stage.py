@@ -13,28 +13,48 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from pywren_deferrable.call_status import decode_output, parse_call_status
-from pywren_deferrable.job import JobRef, call_id
+from pywren_deferrable.call_status import CallStatus, decode_output, parse_followed_status
+from pywren_deferrable.job import JobRef, call_id, output_key, status_key
+from pywren_deferrable.lithops_futures import FutureRef, result_order
 
 
 def load_map_results(job: JobRef, storage: Any) -> list[Any]:
     """The results of ``job``'s last job, in call order, read with the engine's storage
-    client (``get_object(bucket, key)`` in both engines)."""
+    client (``get_object(bucket, key)`` in both engines). A map call whose function
+    returned Lithops futures contributes their results, as Lithops' own reducer gets
+    them (:func:`~pywren_deferrable.lithops_futures.result_order`)."""
 
     job_id = job.result_job_id
     bucket = job.storage.bucket
+    statuses: dict[FutureRef, CallStatus] = {}
+
+    def read(future: FutureRef) -> CallStatus:
+        key = status_key(future.executor_id, future.job_id, future.call_id, job.engine)
+        status = parse_followed_status(storage.get_object(bucket, key), future, job.engine, bucket)
+        statuses[future] = status
+        return status
+
+    order = result_order(
+        [FutureRef(job.executor_id, job_id, call_id(i)) for i in range(job.total_calls[job_id])]
+    )
+    try:
+        level = next(order)
+        while True:
+            level = order.send([read(future) for future in level])
+    except StopIteration as done:
+        leaves, failed = done.value
+    if failed:
+        leaf, status = failed[0]
+        where = leaf.future.call_id if leaf.returned_by is None else leaf.future.name
+        raise RuntimeError(f"map call {where} failed: {status.error}")
     results = []
-    for index in range(job.total_calls[job_id]):
-        call = call_id(index)
-        status = parse_call_status(storage.get_object(bucket, job.status_key(job_id, call)), call, job.engine)
-        if status.failed:
-            raise RuntimeError(f"map call {call} failed: {status.error}")
+    for leaf in leaves:
+        future, status = leaf.future, statuses[leaf.future]
         if status.inline_result is not None:
             results.append(pickle.loads(status.inline_result))
         elif status.has_output_object:
-            results.append(
-                decode_output(storage.get_object(bucket, job.output_key(job_id, call)), job.engine)
-            )
+            key = output_key(future.executor_id, future.job_id, future.call_id, job.engine)
+            results.append(decode_output(storage.get_object(bucket, key), job.engine))
         else:
             results.append(None)
     return results

@@ -18,6 +18,7 @@ from pywren_deferrable.results import (
     aclean_job,
     afailure_report,
     afetch_results,
+    aresult_locations,
     result_locations,
 )
 from pywren_deferrable.sync_bridge import run_sync
@@ -88,7 +89,13 @@ def finish_job(
                             max_xcom_bytes,
                         )
                         kept.append(True)
-                    return await succeed([loc.__dict__ for loc in result_locations(job)])
+                    # When functions returned futures, their calls' results are the task's:
+                    # finding them reads statuses, which a job without any need not do.
+                    if event.get("inner_calls") == 0:
+                        locations = result_locations(job)
+                    else:
+                        locations = await aresult_locations(source, job)
+                    return await succeed([loc.__dict__ for loc in locations])
                 if status == EVENT_FAILED:
                     report = await afailure_report(
                         source, job, event.get("failed_calls") or {}, call_errors=event.get("call_errors")
