@@ -35,7 +35,8 @@ from pywren_deferrable.pickle_walk import Call, Global, PDict, walk_pickle
 MAX_NEW_FUTURES_BYTES = 64 * 1024 * 1024
 _FUTURE = Global("lithops.future", "ResponseFuture")
 _FUTURES_LIST = Global("lithops.utils", "FuturesList")
-_RECONSTRUCTOR = Global("copyreg", "_reconstructor")
+# Pickle protocols up to 2 spell copyreg the Python 2 way.
+_RECONSTRUCTORS = (Global("copyreg", "_reconstructor"), Global("copy_reg", "_reconstructor"))
 
 
 class FuturesParseError(ValueError):
@@ -121,7 +122,7 @@ def _future(value: Any, bucket: str | None) -> FutureRef:
 def _label(value: Any) -> str:
     if isinstance(value, Call) and isinstance(value.func, Global):
         return f"{value.func.module}.{value.func.name}"
-    if isinstance(value, Call) and value.func == _RECONSTRUCTOR and value.args:
+    if isinstance(value, Call) and value.func in _RECONSTRUCTORS and value.args:
         first = value.args[0] if isinstance(value.args, tuple) else None
         if isinstance(first, Global):
             return f"{first.module}.{first.name}"
@@ -136,7 +137,7 @@ def _futures_of(root: Any) -> list[Any]:
         return [root]
     if isinstance(root, list):
         return root
-    if isinstance(root, Call) and root.func == _RECONSTRUCTOR:
+    if isinstance(root, Call) and root.func in _RECONSTRUCTORS:
         # FuturesList.__reduce__ is object's: copyreg._reconstructor(FuturesList, list, items)
         args = root.args if isinstance(root.args, tuple) else ()
         if len(args) == 3 and args[0] == _FUTURES_LIST and isinstance(args[2], list):
