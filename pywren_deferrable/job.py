@@ -16,6 +16,11 @@ Lithops (measured on 3.8, ``lithops/storage/utils.py``)::
     lithops.jobs/<executor_id>-<job_id>/<call_id>/status.json  a call has ended
     lithops.jobs/<executor_id>-<job_id>/<call_id>/output.pickle  its result, when >= 8 KiB
 
+An executor that a payload function creates inside a call (to return its futures) is
+named after that call's session: ``<executor_id>-<job_id>-<call_id>-<n>``, at any depth.
+Its objects follow the same layout, so every job a job's calls created lies under
+``lithops.jobs/<executor_id>-<job_id>-`` (:func:`descendant_prefix`).
+
 pywren-ibm-cloud 1.7.3 (``pywren_ibm_cloud/storage/utils.py``; executor ids are
 ``<session>/<n>``)::
 
