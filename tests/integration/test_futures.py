@@ -14,7 +14,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 from payloads import futures as f
 
-from pywren_deferrable import PyWrenCallAsyncOperator, PyWrenMapOperator
+from pywren_deferrable import PyWrenCallAsyncOperator, PyWrenMapOperator, PyWrenMapReduceOperator
 from pywren_deferrable.embedded import LocalS3Server
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.triggers.job import PyWrenJobTrigger
@@ -98,3 +98,20 @@ async def test_trigger_counts_the_inner_calls_and_leaks_no_secret(submit_job, li
     assert (payload["done"], payload["total"], payload["inner_calls"]) == (6, 6, 5)
     secret = lithops_config["minio"]["secret_access_key"]
     assert secret not in repr(payload)
+
+
+@pytest.mark.parametrize("wait_local", [False, True], ids=["lithops reducer", "reducer_wait_local"])
+def test_map_reduce_reducers_get_the_returned_futures_results(
+    wait_local: bool, lithops_conn: str, lithops_config
+) -> None:
+    """The reducer gets what get_result() gives for the map alone: the inner results."""
+    mapped = plain_lithops(lithops_config, "map", f.fan_map_in_order, [1, 2])
+    op = PyWrenMapReduceOperator(
+        task_id="t",
+        map_function=f.fan_map_in_order,
+        map_iterdata=[1, 2],
+        reduce_function=f.add_all,
+        reducer_wait_local=wait_local,
+        deferrable=False,
+    )
+    assert run(op) == sum(mapped) == 10
