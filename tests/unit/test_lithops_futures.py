@@ -41,7 +41,13 @@ from pywren_deferrable.lithops_futures import (
     result_order,
 )
 from pywren_deferrable.reduce_stage import load_map_results
-from pywren_deferrable.results import JobFailedError, aclean_job, afetch_results, aresult_locations
+from pywren_deferrable.results import (
+    JobFailedError,
+    aclean_job,
+    afailure_report,
+    afetch_results,
+    aresult_locations,
+)
 from pywren_deferrable.triggers.poll import JobPoller
 from pywren_deferrable.triggers.status import LocalStatusSource
 
@@ -416,3 +422,51 @@ def test_a_child_executor_is_the_calls_own() -> None:
     assert not is_child_executor("a1b2c3-0-M000-000031-1", "a1b2c3-0", "M000", "00003")
     with pytest.raises(ValueError, match="not a job key"):
         split_job_key("M000")
+
+
+async def test_failure_report_reads_inner_jobs_the_trigger_names_and_only_the_jobs_own() -> None:
+    job = case_job("inner_fails")
+    source = LocalStatusSource(str(FIXTURES), TREE)
+    inner = f"{job.executor_id}-A000-00000-6-M000"
+    report = await afailure_report(source, job, {inner: ["00002"]})
+    assert f"1 call(s) of job {inner} failed: 00002" in report
+    assert "ValueError: inner boom 2" in report and "Traceback" in report
+    # A crafted event cannot point the worker at another job's objects.
+    other = CASES["map"]["executor_id"]
+    for name in (
+        f"{other}-M000",
+        f"{other}-M000-00000-1-M000",
+        "../x-M000",
+        f"{job.executor_id}-A000-x-1-M000",
+    ):
+        with pytest.raises(ValueError, match="is not a job of"):
+            await afailure_report(source, job, {name: ["00000"]})
+
+
+async def test_a_status_we_do_not_understand_fails_the_task_end_to_end(tmp_path: Path) -> None:
+    """Poller, then failure report, then fetch: the call fails with the reason at each
+    step, and no path gives None for it."""
+    job = JobRef(
+        executor_id="a1b2c3-0",
+        job_ids=("M000",),
+        total_calls={"M000": 2},
+        storage=StorageLocation(kind="localhost", bucket="bkt", backend="localhost", root=str(tmp_path)),
+        call_type="map",
+        engine_version="3.8.0",
+    )
+    base = tmp_path / "bkt" / "lithops.jobs" / "a1b2c3-0-M000"
+    good = {"exception": False, "func_result_size": 5, "result": repr(pickle.dumps(1))}
+    odd = {"exception": False, "func_result_size": 0, "result_url": "s3://somewhere"}
+    for call, status in (("00000", good), ("00001", odd)):
+        (base / call).mkdir(parents=True)
+        (base / call / "status.json").write_text(json.dumps(status))
+    source = LocalStatusSource(str(tmp_path), "bkt")
+    polled = await JobPoller(job).poll(source)
+    assert polled.complete and list(polled.failed["M000"]) == ["00001"]
+    assert "has no result this provider understands (fields ['result_url']" in (
+        polled.failed["M000"]["00001"].error or ""
+    )
+    report = await afailure_report(source, job, {"M000": ["00001"]})
+    assert "refusing to report None" in report
+    with pytest.raises(JobFailedError, match="refusing to report None"):
+        await afetch_results(source, job)
