@@ -63,10 +63,13 @@ class JobProgress:
     # Every call up to order[watermark] (in listing order) is done.
     watermark: int = -1
     order: list[str] = field(default_factory=list)
+    # The calls waited for when not all of the job's (None: all).
+    wanted: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.calls is not None:
-            self.order = sorted(set(self.calls))  # listing order (see calls_in_listing_order)
+            self.wanted = frozenset(self.calls)
+            self.order = sorted(self.wanted)  # listing order (see calls_in_listing_order)
             self.total = len(self.order)
         else:
             self.order = calls_in_listing_order(self.total)
@@ -249,7 +252,7 @@ class JobPoller:
         async for page in source.list_objects(prefix, start_after):
             for key, modified in page:
                 parsed = parse_job_object_key(prefix, key)
-                if parsed is None or (progress.calls is not None and parsed.call not in progress.order):
+                if parsed is None or (progress.wanted is not None and parsed.call not in progress.wanted):
                     continue
                 if parsed.kind == "init":
                     progress.started.add(parsed.call)
