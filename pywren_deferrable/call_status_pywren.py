@@ -10,7 +10,7 @@ pywren reads it back with ``pickle.loads(eval(...))``.
 
 :func:`parse_pywren_status` runs in the triggerer on data from object storage, so it never
 unpickles: the bytes literal is read with ``ast.literal_eval`` and the pickle is only
-walked as opcodes (``pickletools.genops``) to find the exception class and its message.
+walked as opcodes (:mod:`pywren_deferrable.pickle_walk`) to find the exception class and its message.
 :func:`pickled_exception`, :func:`format_pywren_traceback` and :func:`decode_pywren_output`
 are for the worker, which already runs the job's own code; the last two unpickle.
 """
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import pickle
-import pickletools
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from pywren_deferrable.call_status import MAX_ERROR_CHARS, CallStatus, StatusParseError, literal_bytes
+from pywren_deferrable.pickle_walk import Call, Global, PDict, walk_pickle
 
 GENERIC_ERROR = "the call raised an exception (its exc_info could not be read)"
 # Real exc_info pickles are a few KiB (~60 bytes a frame); walking one costs ~1 s per MiB.
@@ -32,189 +31,10 @@ MAX_EXC_INFO_BYTES = 256 * 1024
 _TBLIB_MODULES = frozenset({"pywren_ibm_cloud.libs.tblib.pickling_support", "tblib.pickling_support"})
 _BUILTIN_MODULES = frozenset({"builtins", "__builtin__", "exceptions"})
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")
-_PUSH_ARG_OPS = frozenset(
-    {
-        "INT",
-        "BININT",
-        "BININT1",
-        "BININT2",
-        "LONG",
-        "LONG1",
-        "LONG4",
-        "STRING",
-        "BINSTRING",
-        "SHORT_BINSTRING",
-        "BINBYTES",
-        "SHORT_BINBYTES",
-        "BINBYTES8",
-        "BYTEARRAY8",
-        "UNICODE",
-        "SHORT_BINUNICODE",
-        "BINUNICODE",
-        "BINUNICODE8",
-        "FLOAT",
-        "BINFLOAT",
-    }
-)
-_CONSTANT_OPS: dict[str, Any] = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 
 
 class OutputDecodeError(ValueError):
     """``output.pickle`` is not the ``{'result': value}`` a pywren worker writes."""
-
-
-# Symbolic values of the opcode walk: nothing is imported, called or built.
-@dataclass(frozen=True)
-class _Global:
-    module: str
-    name: str
-
-
-@dataclass(frozen=True)
-class _Call:
-    func: Any
-    args: Any
-
-
-@dataclass
-class _Dict:
-    items: list[tuple[Any, Any]] = field(default_factory=list)
-
-    def get(self, key: str) -> Any:
-        for item_key, value in self.items:
-            if isinstance(item_key, str) and item_key == key:
-                return value
-        return None
-
-
-class _Opaque:
-    """A value the walk does not model (sets, extension codes, persistent ids)."""
-
-
-class _Mark:
-    """The ``MARK`` sentinel on the walk's stack."""
-
-
-_MARK = _Mark()
-
-
-def _pop_mark(stack: list[Any]) -> list[Any]:
-    for index in range(len(stack) - 1, -1, -1):
-        if stack[index] is _MARK:
-            items = stack[index + 1 :]
-            del stack[index:]
-            return items
-    raise ValueError("pickle pops a MARK that is not there")
-
-
-def _memo_index(arg: Any) -> int:
-    if not isinstance(arg, int) or isinstance(arg, bool):
-        raise ValueError("pickle memo index is not an integer")
-    return arg
-
-
-def _walk_pickle(data: bytes) -> Any:
-    """The pickle's top value as symbolic values, walking its opcodes (never unpickling)."""
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-    for opcode, arg, _pos in pickletools.genops(data):
-        name = opcode.name
-        if name in _PUSH_ARG_OPS:
-            stack.append(arg)
-        elif name in _CONSTANT_OPS:
-            stack.append(_CONSTANT_OPS[name])
-        elif name in ("PROTO", "FRAME"):
-            continue
-        elif name == "STOP":
-            return stack.pop()
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "POP":
-            stack.pop()
-        elif name == "POP_MARK":
-            _pop_mark(stack)
-        elif name == "DUP":
-            stack.append(stack[-1])
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[_memo_index(arg)] = stack[-1]
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo[_memo_index(arg)])
-        elif name == "EMPTY_TUPLE":
-            stack.append(())
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            count = int(name[-1])
-            items = stack[-count:]
-            del stack[-count:]
-            stack.append(tuple(items))
-        elif name == "TUPLE":
-            stack.append(tuple(_pop_mark(stack)))
-        elif name == "EMPTY_LIST":
-            stack.append([])
-        elif name == "LIST":
-            stack.append(_pop_mark(stack))
-        elif name == "APPEND":
-            item = stack.pop()
-            if isinstance(stack[-1], list):
-                stack[-1].append(item)
-        elif name == "APPENDS":
-            items = _pop_mark(stack)
-            if isinstance(stack[-1], list):
-                stack[-1].extend(items)
-        elif name == "EMPTY_DICT":
-            stack.append(_Dict())
-        elif name == "DICT":
-            items = _pop_mark(stack)
-            stack.append(_Dict(list(zip(items[::2], items[1::2], strict=False))))
-        elif name == "SETITEM":
-            value = stack.pop()
-            key = stack.pop()
-            if isinstance(stack[-1], _Dict):
-                stack[-1].items.append((key, value))
-        elif name == "SETITEMS":
-            items = _pop_mark(stack)
-            if isinstance(stack[-1], _Dict):
-                stack[-1].items.extend(zip(items[::2], items[1::2], strict=False))
-        elif name == "EMPTY_SET":
-            stack.append(_Opaque())
-        elif name == "ADDITEMS":
-            _pop_mark(stack)
-        elif name == "FROZENSET":
-            _pop_mark(stack)
-            stack.append(_Opaque())
-        elif name == "GLOBAL":
-            module, _, global_name = str(arg).partition(" ")
-            stack.append(_Global(module, global_name))
-        elif name == "STACK_GLOBAL":
-            global_name = stack.pop()
-            module = stack.pop()
-            if not isinstance(module, str) or not isinstance(global_name, str):
-                raise ValueError("STACK_GLOBAL without a module and a name")
-            stack.append(_Global(module, global_name))
-        elif name in ("REDUCE", "NEWOBJ"):
-            args = stack.pop()
-            stack.append(_Call(stack.pop(), args))
-        elif name == "NEWOBJ_EX":
-            stack.pop()  # kwargs
-            args = stack.pop()
-            stack.append(_Call(stack.pop(), args))
-        elif name == "OBJ":
-            items = _pop_mark(stack)
-            stack.append(_Call(items[0], tuple(items[1:])))
-        elif name == "INST":
-            module, _, global_name = str(arg).partition(" ")
-            stack.append(_Call(_Global(module, global_name), tuple(_pop_mark(stack))))
-        elif name == "BUILD":
-            stack.pop()  # the state; the object stays as it is
-        elif name in ("EXT1", "EXT2", "EXT4", "PERSID"):
-            stack.append(_Opaque())
-        elif name == "BINPERSID":
-            stack.pop()
-            stack.append(_Opaque())
-        else:  # out-of-band buffers and anything newer
-            raise ValueError(f"unsupported pickle opcode {name}")
-    raise ValueError("pickle has no STOP")
 
 
 def _class_label(module: str, name: str) -> str:
@@ -236,15 +56,15 @@ def _message(args: Any) -> str:
 
 
 def _exception_args(value: Any) -> Any:
-    if not isinstance(value, _Call):
+    if not isinstance(value, Call):
         return None
     func = value.func
-    if isinstance(func, _Global) and func.module in _TBLIB_MODULES:
+    if isinstance(func, Global) and func.module in _TBLIB_MODULES:
         reduced = value.args if isinstance(value.args, tuple) and len(value.args) >= 2 else None
         if func.name == "unpickle_exception" and reduced:
             # tblib < 3 (pywren's vendored copy): unpickle_exception(exc_class, args, cause, traceback)
             return reduced[1]
-        if func.name == "unpickle_exception_with_attrs" and reduced and isinstance(reduced[1], _Dict):
+        if func.name == "unpickle_exception_with_attrs" and reduced and isinstance(reduced[1], PDict):
             # tblib 3 (installed process-wide by Lithops, for one): (exc_class, attrs, ...),
             # attrs holding the exception's "args".
             return reduced[1].get("args")
@@ -259,9 +79,9 @@ def _one_line(label: str, message: str) -> str:
 
 
 def _summarize(root: Any) -> str | None:
-    if isinstance(root, tuple) and len(root) == 3 and isinstance(root[0], _Global):
+    if isinstance(root, tuple) and len(root) == 3 and isinstance(root[0], Global):
         return _one_line(_class_label(root[0].module, root[0].name), _message(_exception_args(root[1])))
-    if isinstance(root, _Dict):  # exc_pickle_fail
+    if isinstance(root, PDict):  # exc_pickle_fail
         exc_type = root.get("exc_type")
         exc_value = root.get("exc_value")
         if not isinstance(exc_type, str):
@@ -285,7 +105,7 @@ def summarize_exc_info(pickled: bytes) -> str | None:
     if len(pickled) > MAX_EXC_INFO_BYTES:
         return None
     try:
-        root = _walk_pickle(pickled)
+        root = walk_pickle(pickled)
         return _summarize(root)
     except Exception:  # a malformed pickle can fail in many ways; it only loses the summary
         return None

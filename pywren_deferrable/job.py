@@ -16,6 +16,11 @@ Lithops (measured on 3.8, ``lithops/storage/utils.py``)::
     lithops.jobs/<executor_id>-<job_id>/<call_id>/status.json  a call has ended
     lithops.jobs/<executor_id>-<job_id>/<call_id>/output.pickle  its result, when >= 8 KiB
 
+An executor that a payload function creates inside a call (to return its futures) is
+named after that call's session: ``<executor_id>-<job_id>-<call_id>-<n>``, at any depth.
+Its objects follow the same layout, so every job a job's calls created lies under
+``lithops.jobs/<executor_id>-<job_id>-`` (:func:`descendant_prefix`).
+
 pywren-ibm-cloud 1.7.3 (``pywren_ibm_cloud/storage/utils.py``; executor ids are
 ``<session>/<n>``)::
 
@@ -65,8 +70,16 @@ class KeyLayout:
 
 
 LAYOUTS = {
-    # Lithops executor ids are "<6 hex>-<counter>".
-    ENGINE_LITHOPS: KeyLayout("lithops.jobs", "-", re.compile(r"^[0-9a-f]{6}-[0-9]{1,6}$"), "a1b2c3-0", True),
+    # Lithops executor ids are "<6 hex>-<counter>", or, for an executor that a payload
+    # function created inside a call (and whose futures it returned), the session of that
+    # call "<job key>-<call id>" and a counter: "a1b2c3-0-M000-00003-1", at any depth.
+    ENGINE_LITHOPS: KeyLayout(
+        "lithops.jobs",
+        "-",
+        re.compile(r"^[0-9a-f]{6}-[0-9]{1,6}(?:-[AMR][0-9]{3,6}-[0-9]{5,}-[0-9]{1,6})*$"),
+        "a1b2c3-0",
+        True,
+    ),
     # pywren's are "<first 6 chars of a uuid4>/<counter>".
     ENGINE_PYWREN: KeyLayout("pywren.jobs", "/", re.compile(r"^[0-9a-f]{6}/[0-9]{1,6}$"), "a1b2c3/0", False),
 }
@@ -205,6 +218,68 @@ def parse_job_object_key(prefix: str, key: str) -> ParsedKey | None:
     return ParsedKey(call, "other")
 
 
+# What follows a descendant prefix (see :func:`descendant_prefix`) in a key of a job that
+# a call of the job created: "<call>-<counter>", then any "-<job>-<call>-<counter>" of
+# deeper levels, then the executor's own "/" or a job's "-<job>/".
+_DESCENDANT_TAIL = re.compile(
+    r"^[0-9]{5,}-[0-9]{1,6}(?:-[AMR][0-9]{3,6}-[0-9]{5,}-[0-9]{1,6})*(?:-[AMR][0-9]{3,6})?/."
+)
+
+
+def child_executor_prefix(executor_id: str, job_id: str, call: str) -> str:
+    """How the ids of executors created inside ``call`` of a Lithops job begin.
+
+    Lithops' worker names the session of a call ``<job key>-<call id>``
+    (``lithops/worker/handler.py``), and an executor created in it gets
+    ``<session>-<counter>`` (``lithops/utils.py``, ``create_executor_id``): an id that
+    starts this way can only belong to an executor of that call.
+    """
+    if not _CALL_ID.fullmatch(call):
+        raise ValueError(f"call id {call!r} is not a Lithops call id (like '00000')")
+    return f"{job_key(executor_id, job_id)}-{call}-"
+
+
+def is_child_executor(child: str, executor_id: str, job_id: str, call: str) -> bool:
+    """True when ``child`` is the id of an executor created inside ``call`` of the job."""
+    prefix = child_executor_prefix(executor_id, job_id, call)
+    return child.startswith(prefix) and child[len(prefix) :].isdigit() and child.isascii()
+
+
+def descendant_prefix(executor_id: str, job_id: str, engine: str = ENGINE_LITHOPS) -> str | None:
+    """The prefix under which lie the objects of every job that the job's calls created
+    (futures returned by payload functions, at any depth): ``lithops.jobs/<job key>-``.
+
+    ``None`` for pywren-ibm-cloud, whose jobs keep nothing outside their own prefix.
+    The prefix alone also matches look-alikes (``<job key>-x/``): keys under it are
+    owned only when they have a descendant's shape (:func:`is_key_owned_by_descendant`).
+    """
+    if engine != ENGINE_LITHOPS:
+        return None
+    return f"{key_layout(engine).jobs_prefix}/{job_key(executor_id, job_id, engine)}-"
+
+
+def is_key_owned_by_descendant(
+    key: str, executor_id: str, job_ids: list[str], engine: str = ENGINE_LITHOPS
+) -> bool:
+    """True when ``key`` is an object of a job created by one of the job's calls (its
+    executor's own objects, or a job's), at any depth."""
+    for job_id in job_ids:
+        prefix = descendant_prefix(executor_id, job_id, engine)
+        if prefix and key.startswith(prefix) and _DESCENDANT_TAIL.match(key[len(prefix) :]):
+            return True
+    return False
+
+
+def split_job_key(key: str, engine: str = ENGINE_LITHOPS) -> tuple[str, str]:
+    """``(executor_id, job_id)`` of a job key (``a1b2c3-0-M000-00001-1-M000``); raises
+    ``ValueError`` when it is not one."""
+    separator = key_layout(engine).job_separator
+    executor_id, sep, job_id = key.rpartition(separator) if isinstance(key, str) else ("", "", "")
+    if not sep:
+        raise ValueError(f"{key!r} is not a job key")
+    return validate_executor_id(executor_id, engine), validate_job_id(job_id)
+
+
 LINEAGE_PREFIX = "pywren-deferrable/lineage/"
 
 
@@ -337,6 +412,16 @@ class JobRef:
     def prefixes(self) -> list[str]:
         """Every prefix this job owns, for cleanup."""
         return owned_prefixes(self.executor_id, list(self.job_ids), self.engine)
+
+    def descendant_prefixes(self) -> list[str]:
+        """The prefixes of the jobs this job's calls created (see :func:`descendant_prefix`),
+        for cleanup; only keys :meth:`owns_descendant` accepts are this job's."""
+        found = (descendant_prefix(self.executor_id, j, self.engine) for j in self.job_ids)
+        return [p for p in found if p]
+
+    def owns_descendant(self, key: str) -> bool:
+        """True when ``key`` belongs to a job that one of this job's calls created."""
+        return is_key_owned_by_descendant(key, self.executor_id, list(self.job_ids), self.engine)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (for trigger kwargs and XCom)."""

@@ -13,8 +13,51 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from pywren_deferrable.call_status import decode_output, parse_call_status
-from pywren_deferrable.job import JobRef, call_id
+from pywren_deferrable.call_status import CallStatus, decode_output, parse_call_status, parse_followed_status
+from pywren_deferrable.job import JobRef, call_id, output_key, status_key
+from pywren_deferrable.lithops_futures import FutureRef, result_order
+
+
+def load_map_results(job: JobRef, storage: Any) -> list[Any]:
+    """The results of ``job``'s last job, in call order, read with the engine's storage
+    client (``get_object(bucket, key)`` in both engines). A map call whose function
+    returned Lithops futures contributes their results, as Lithops' own reducer gets
+    them (:func:`~pywren_deferrable.lithops_futures.result_order`)."""
+
+    job_id = job.result_job_id
+    bucket = job.storage.bucket
+    statuses: dict[FutureRef, CallStatus] = {}
+
+    def read(future: FutureRef) -> CallStatus:
+        key = status_key(future.executor_id, future.job_id, future.call_id, job.engine)
+        status = parse_followed_status(storage.get_object(bucket, key), future, job.engine, bucket)
+        statuses[future] = status
+        return status
+
+    order = result_order(
+        [FutureRef(job.executor_id, job_id, call_id(i)) for i in range(job.total_calls[job_id])]
+    )
+    try:
+        level = next(order)
+        while True:
+            level = order.send([read(future) for future in level])
+    except StopIteration as done:
+        leaves, failed = done.value
+    if failed:
+        leaf, status = failed[0]
+        where = leaf.future.call_id if leaf.returned_by is None else leaf.future.name
+        raise RuntimeError(f"map call {where} failed: {status.error}")
+    results = []
+    for leaf in leaves:
+        future, status = leaf.future, statuses[leaf.future]
+        if status.inline_result is not None:
+            results.append(pickle.loads(status.inline_result))
+        elif status.has_output_object:
+            key = output_key(future.executor_id, future.job_id, future.call_id, job.engine)
+            results.append(decode_output(storage.get_object(bucket, key), job.engine))
+        else:
+            results.append(None)
+    return results
 
 
 def load_call_result(job: JobRef, job_id: str, position: int, storage: Any) -> Any:
@@ -25,17 +68,16 @@ def load_call_result(job: JobRef, job_id: str, position: int, storage: Any) -> A
     status = parse_call_status(storage.get_object(bucket, job.status_key(job_id, call)), call, job.engine)
     if status.failed:
         raise RuntimeError(f"map call {job_id}/{call} of {job.executor_id} failed: {status.error}")
+    if status.new_futures:
+        raise RuntimeError(
+            f"map call {job_id}/{call} of {job.executor_id} returned Lithops futures: the results of "
+            "retried calls cannot be merged by input for the reducer; run such a map without retries"
+        )
     if status.inline_result is not None:
         return pickle.loads(status.inline_result)
     if status.has_output_object:
         return decode_output(storage.get_object(bucket, job.output_key(job_id, call)), job.engine)
     return None
-
-
-def load_map_results(job: JobRef, storage: Any) -> list[Any]:
-    """The results of ``job``'s last job, in call order."""
-    job_id = job.result_job_id
-    return [load_call_result(job, job_id, index, storage) for index in range(job.total_calls[job_id])]
 
 
 def reduce_map_rounds(

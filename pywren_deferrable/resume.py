@@ -21,6 +21,7 @@ from pywren_deferrable.results import (
     aclean_job,
     afailure_report,
     afetch_results,
+    aresult_locations,
     result_locations,
 )
 from pywren_deferrable.sync_bridge import run_sync
@@ -38,8 +39,8 @@ class ResultCollector(Protocol):
         """The results, in input order."""
         ...
 
-    def locations(self) -> list[ResultLocation]:
-        """Where each result lives, in input order."""
+    async def alocations(self, source: StatusSource, event: dict[str, Any]) -> list[ResultLocation]:
+        """Where each result lives, in input order (``event``: the last trigger event)."""
         ...
 
 
@@ -52,8 +53,12 @@ class JobResults:
     async def results(self, source: StatusSource) -> list[Any]:
         return await afetch_results(source, self.job)
 
-    def locations(self) -> list[ResultLocation]:
-        return result_locations(self.job)
+    async def alocations(self, source: StatusSource, event: dict[str, Any]) -> list[ResultLocation]:
+        # When functions returned futures, their calls' results are the task's: finding
+        # them reads statuses, which a job without any (the trigger counted) need not do.
+        if event.get("inner_calls") == 0:
+            return result_locations(self.job)
+        return await aresult_locations(source, self.job)
 
 
 def job_from_event(event: Any) -> JobRef:
@@ -121,7 +126,7 @@ def finish_job(
                             max_xcom_bytes,
                         )
                         kept.append(True)
-                    locations = (collector or JobResults(job)).locations()
+                    locations = await (collector or JobResults(job)).alocations(source, event)
                     return await succeed([loc.__dict__ for loc in locations])
                 if status == EVENT_FAILED:
                     report = await afailure_report(

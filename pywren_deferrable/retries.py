@@ -59,6 +59,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable.job import JobRef, call_id
 from pywren_deferrable.results import ResultLocation, afetch_results, result_locations
+from pywren_deferrable.resume import JobResults
 from pywren_deferrable.submit import JobSpec
 from pywren_deferrable.triggers.job import EVENT_FAILED, EVENT_SUCCESS
 from pywren_deferrable.triggers.status import StatusSource
@@ -360,7 +361,19 @@ class RoundResults:
 
     state: RetryState
 
+    def only_round(self) -> Round | None:
+        """The round, when one job ran every input in order (no call was retried): its
+        results are then exactly Lithops' own, futures returned by functions included."""
+        calls = [(rnd, list(p), list(i)) for rnd, p, i in self.state.final_calls() if p]
+        every = list(range(self.state.inputs))
+        if len(calls) == 1 and calls[0][1] == every and calls[0][2] == every:
+            return calls[0][0]
+        return None
+
     async def results(self, source: StatusSource) -> list[Any]:
+        only = self.only_round()
+        if only is not None:
+            return await afetch_results(source, only.job, job_id=only.job_id)
         merged: list[Any] = [None] * self.state.inputs
         for rnd, positions, indices in self.state.final_calls():
             if positions:
@@ -368,6 +381,12 @@ class RoundResults:
                 for index, value in zip(indices, values, strict=True):
                     merged[index] = value
         return merged
+
+    async def alocations(self, source: StatusSource, event: dict[str, Any]) -> list[ResultLocation]:
+        only = self.only_round()
+        if only is not None and only.job_id == only.job.result_job_id:
+            return await JobResults(only.job).alocations(source, event)
+        return self.locations()
 
     def locations(self) -> list[ResultLocation]:
         merged: list[ResultLocation | None] = [None] * self.state.inputs

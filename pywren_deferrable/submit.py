@@ -44,6 +44,8 @@ from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST
 log = logging.getLogger(__name__)
 
 CALL_TYPES = ("call_async", "map", "map_reduce")
+# lithops/constants.py: SESSION_ID_ENV, TOTAL_EXECUTORS_ENV.
+LITHOPS_SESSION_ENV = ("__LITHOPS_SESSION_ID", "__LITHOPS_TOTAL_EXECUTORS")
 DEFAULT_SUBMIT_TIMEOUT = 600.0
 LITHOPS_DEFAULT_EXECUTION_TIMEOUT = 1800  # lithops.constants, when the config sets none
 PYWREN_DEFAULT_RUNTIME_TIMEOUT = 600  # pywren's localhost default; its calls get 5 s less
@@ -251,6 +253,12 @@ def submit_detached(
         cloudpickle.dump({"spec": spec, "deadline": deadline}, handle)
     # The runner must import what the task could import (the DAG folder, plugins...).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # Lithops exports its session id and executor count to the environment of a process
+    # that made an executor (lithops/utils.py, create_executor_id), and a child process
+    # carries on from them: two runners started from such a process would both take the
+    # next executor id, and two maps of theirs the same job keys. Each runner starts its own.
+    for name in LITHOPS_SESSION_ENV:
+        env.pop(name, None)
     if storage_location(spec.config).kind != STORAGE_LOCALHOST:
         # Each Lithops localhost executor deletes and re-copies Lithops into
         # $TMPDIR/lithops-<user>/, under the feet of another job's workers: concurrent

@@ -56,6 +56,8 @@ class PyWrenJobTrigger(BaseTrigger):
 
     Events (``event["status"]``): ``success``; ``failed`` (``failed_calls`` maps job
     ids to failed call ids, ``error`` is the first remote error, one line);
+    a job whose functions returned Lithops futures ends when the inner jobs do too
+    (``failed_calls`` names those by job key; ``inner_calls`` counts their calls);
     ``timeout`` (the deadline passed; ``done``/``total`` say how far it got);
     ``error`` (storage unreachable for longer than ``max_outage`` seconds).
 
@@ -127,9 +129,12 @@ class PyWrenJobTrigger(BaseTrigger):
             "message": message,
             "job": self.job_data if self.invalid else self.job.to_dict(),
             "done": result.done if result else 0,
-            "total": 0 if self.invalid else self.job.calls,
+            # Calls of inner jobs (futures returned by calls) count once found.
+            "total": result.total if result else (0 if self.invalid else self.job.calls),
             "resume_state": self.resume_state,
         }
+        if result is not None:
+            payload["inner_calls"] = result.inner_calls
         payload.update(extra)
         return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 

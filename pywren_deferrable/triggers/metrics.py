@@ -7,7 +7,8 @@ backends with tags give per-job series and plain statsd sums them into totals):
 ``pywren_deferrable.polls``               polls of job status objects
 ``pywren_deferrable.requests``            storage requests those polls made (÷ polls: per poll)
 ``pywren_deferrable.poll_duration``       timer: how long one poll took (ms)
-``pywren_deferrable.calls_done``          calls that ended successfully (per job)
+``pywren_deferrable.calls_done``          calls that ended successfully (per job: an inner job
+                                          whose futures a call returned by its job key)
 ``pywren_deferrable.calls_failed``        calls that failed or were lost (per job)
 ``pywren_deferrable.jobs_finished``       jobs whose trigger fired, tag ``status``
 ``pywren_deferrable.detection_latency``   timer: newest status.json written -> event fired (ms;
@@ -86,13 +87,13 @@ class TriggerMetrics:
         for progress in result.jobs:
             done_ok = len(progress.done) - len(progress.failed)
             failed = len(progress.failed)
-            sent_ok, sent_failed = self._sent.get(progress.job_id, (0, 0))
-            tags = {"executor_id": self.job.executor_id, "job_id": progress.job_id}
+            sent_ok, sent_failed = self._sent.get(progress.name, (0, 0))
+            tags = {"executor_id": self.job.executor_id, "job_id": progress.name}
             if done_ok > sent_ok:
                 self._send("incr", f"{PREFIX}.calls_done", done_ok - sent_ok, tags=tags)
             if failed > sent_failed:
                 self._send("incr", f"{PREFIX}.calls_failed", failed - sent_failed, tags=tags)
-            self._sent[progress.job_id] = (max(done_ok, sent_ok), max(failed, sent_failed))
+            self._sent[progress.name] = (max(done_ok, sent_ok), max(failed, sent_failed))
 
     def finished(self, status: str, result: PollResult | None, now: float | None = None) -> None:
         """The trigger fires a ``status`` event after the poll that gave ``result``."""

@@ -56,7 +56,7 @@ class ProgressLog:
 
     def eta(self, progress: JobProgress, now: float) -> float | None:
         """Seconds until ``progress`` completes at the rate seen so far, if any was seen."""
-        started_at, done_then = self._first_seen.setdefault(progress.job_id, (now, len(progress.done)))
+        started_at, done_then = self._first_seen.setdefault(progress.name, (now, len(progress.done)))
         finished = len(progress.done) - done_then
         if progress.complete or finished <= 0 or now <= started_at:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from pywren_deferrable.triggers.job import PyWrenJobTrigger
 from pywren_deferrable.triggers.status import open_status_source
 
 pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).resolve().parent.parent / "unit" / "fixtures" / "lithops_futures"
 
 
 async def first_event(job: JobRef, **kwargs: Any) -> dict[str, Any]:
@@ -105,11 +107,17 @@ def test_trigger_imports_no_engine(engine: str) -> None:
     """The triggerer needs neither Lithops nor pywren: importing the trigger and parsing
     either engine's status loads neither (checked where the engine is installed)."""
     module = {"lithops": "lithops", "pywren": "pywren_ibm_cloud"}[engine]
+    # A real Lithops status of a call that returned futures (its new_futures is a pickle
+    # naming lithops.future.ResponseFuture): reading it must not import Lithops either.
+    futures_status = next(
+        p for p in (FIXTURES / "futures-fixture").rglob("status.json") if b"new_futures" in p.read_bytes()
+    )
     code = (
         "import sys, pywren_deferrable.triggers.job as t, pywren_deferrable.hooks.lithops\n"
         "from pywren_deferrable.call_status import parse_call_status\n"
         "parse_call_status(b'{\"exception\": false, \"result\": true}', '00000', 'pywren')\n"
-        "parse_call_status(b'{\"exception\": false}', '00000', 'lithops')\n"
+        "parse_call_status(b'{\"exception\": false, \"func_result_size\": 0}', '00000', 'lithops')\n"
+        f"assert parse_call_status(open({str(futures_status)!r}, 'rb').read(), '00000', 'lithops').new_futures\n"
         f"print({module!r} in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -102,9 +102,9 @@ def test_output_object_when_size_and_no_result():
 @pytest.mark.parametrize(
     "data",
     [
-        {"exception": False},
         {"exception": False, "func_result_size": 0},
         {"exception": False, "func_result_size": 0.0, "result": None},
+        {"exception": False, "func_result_size": 0, "worker_new_stat": 1, "host_x": 2, "func_y": 3},
     ],
 )
 def test_no_result_no_output_object(data):
@@ -301,3 +301,21 @@ def test_failure_with_huge_log_parses_within_limit():
     assert status.failed is True
     assert status.traceback is None
     assert status.error == "the call raised an exception (no traceback in its log)"
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"exception": False}, "no func_result_size"),
+        ({"exception": False, "func_result_size": 0, "results_v2": "x"}, "'results_v2'"),
+        ({"exception": False, "func_result_size": 0, "partial_status": True}, "'partial_status'"),
+        ({"exception": False, "func_result_size": 0.0, "new_futures": None, "futures": "b''"}, "'futures'"),
+    ],
+)
+def test_a_status_without_a_result_we_understand_is_refused_not_none(data, says):
+    """Only a status that says "None" in Lithops 3.8's words gives None: any other
+    success without a result is an error naming what was not understood."""
+    with pytest.raises(
+        StatusParseError, match=rf"call 00000 has no result this provider understands.*{says}"
+    ):
+        parse_status(json.dumps(data), "00000")

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pywren_deferrable.job import ENGINE_LITHOPS, ENGINE_PYWREN, JobRef, StorageLocation
+from pywren_deferrable.job import call_id as call_id_of
 from pywren_deferrable.results import aclean_job
 from pywren_deferrable.triggers.status import LocalStatusSource
 
@@ -147,3 +148,70 @@ def test_clean_deletes_exactly_the_pywren_jobs_keys(
             others |= {f"pywren.jobs/{other_executor}/{j}/00000/status.json" for j in jobs}
         deleted = clean_and_check(root, job, own, others)
         assert deleted >= len(jobs) * 4  # the fixed tails at least, whatever was drawn
+
+
+# -- property: cleanup includes the jobs a Lithops job's calls created ---------------------
+
+# A level of descent: the job of a call, an executor created in it ("-<call>-<counter>").
+descents = st.lists(
+    st.tuples(job_ids, st.integers(0, 100_500).map(call_id_of), st.integers(0, 30)), min_size=1, max_size=3
+)
+
+
+def descendant_executor(executor_id: str, path: list[tuple[str, str, int]]) -> str:
+    """The executor id Lithops gives an executor created at the end of ``path`` (each
+    step: the job and call it ran in, and its counter there)."""
+    for job_id, call, counter in path:
+        executor_id = f"{executor_id}-{job_id}-{call}-{counter}"
+    return executor_id
+
+
+def descendant_neighbours(executor_id: str, job_id: str) -> list[str]:
+    """Keys that start like a descendant's but are none (the descendant prefix alone
+    matches them): a cleaner that trusted the prefix would delete them."""
+    base = f"lithops.jobs/{executor_id}-{job_id}-"
+    return [
+        f"{base}x/00000/status.json",
+        f"{base}00000/status.json",  # a call id without the executor counter
+        f"{base}00000-/x.func.pickle",
+        f"{base}00000-1x/x.func.pickle",
+        f"{base}00000-1-X000/00000/status.json",
+        f"{base}0000-1/x.func.pickle",  # four digits: no call id
+        f"{base}00000-1-M000-00000/x.func.pickle",  # a deeper level without its counter
+        f"lithops.jobs/{executor_id}-{job_id}0-00000-1/x.func.pickle",  # a job id that extends ours
+        f"lithops.jobs/{executor_id}0-{job_id}-00000-1/x.func.pickle",  # an executor that extends ours
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    executor_id=executor_ids,
+    jobs=st.lists(job_ids, min_size=1, max_size=2, unique=True),
+    paths=st.lists(descents, min_size=1, max_size=4),
+    other_executor=executor_ids,
+    extra_keys=st.lists(st.lists(segment, min_size=1, max_size=4).map("/".join), max_size=10),
+)
+def test_clean_deletes_the_descendant_jobs_and_nothing_else(
+    executor_id: str,
+    jobs: list[str],
+    paths: list[list[tuple[str, str, int]]],
+    other_executor: str,
+    extra_keys: list[str],
+) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        job = localhost_job(root, executor_id, jobs, ENGINE_LITHOPS)
+        own = {f"{p}00000/status.json" for p in job.prefixes()}
+        for index, path in enumerate(paths):
+            # The first step of a descent runs in one of the job's own jobs.
+            path = [(jobs[index % len(jobs)], path[0][1], path[0][2]), *path[1:]]
+            child = descendant_executor(executor_id, path)
+            own |= {
+                f"lithops.jobs/{child}/abc.func.pickle",
+                f"lithops.jobs/{child}-M000/aggdata.pickle",
+                f"lithops.jobs/{child}-M000/00001/status.json",
+                f"lithops.jobs/{child}-R000/00000/output.pickle",
+            }
+        others = set(extra_keys) | {k for j in jobs for k in descendant_neighbours(executor_id, j)}
+        if other_executor != executor_id:
+            others |= {f"lithops.jobs/{other_executor}-{j}-00000-1/x.func.pickle" for j in jobs}
+        clean_and_check(root, job, own, others)
