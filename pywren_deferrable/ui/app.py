@@ -24,7 +24,7 @@ from pywren_deferrable.config import compute_backend_name
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.ui.locate import TaskInstanceNotFound, find_job_records
 from pywren_deferrable.ui.pricing import Price, price_for
-from pywren_deferrable.ui.reader import JobCache, SourceOpener
+from pywren_deferrable.ui.reader import JobCache, JobCalls, SourceOpener
 from pywren_deferrable.ui.record import JobRecord
 from pywren_deferrable.ui.render import PAGE_SIZE, JobPanel, render_page, view_json
 
@@ -76,17 +76,16 @@ def create_app(cache: JobCache | None = None, budget: float = ANSWER_BUDGET) -> 
             records = await asyncio.to_thread(find_job_records, dag_id, run_id, task_id, map_index)
         except TaskInstanceNotFound as err:
             raise HTTPException(404, str(err)) from None
-        panels: list[JobPanel] = []
+        found: list[tuple[JobRecord, JobCalls, Price | None, str | None]] = []
         for record in records:
             price, backend, note = await _price(record)
             if backend and not record.compute_backend:
                 record = JobRecord(record.job, record.lithops_conn_id, record.runtime_memory, backend)
             for job_id in record.job.job_ids:
-                panels.append(JobPanel(record, jobs.get(record.job, job_id), price, note))
-        updates = {}
-        for panel in panels:
-            updates[id(panel.calls)] = panel.calls.update(_opener(panel.record), budget)
-        await asyncio.gather(*updates.values())
+                found.append((record, jobs.get(record.job, job_id), price, note))
+        await asyncio.gather(*(calls.update(_opener(record), budget) for record, calls, _, _ in found))
+        # Panels after the update: each takes its snapshot of the calls when built.
+        panels = [JobPanel(record, calls, price, note) for record, calls, price, note in found]
         return panels
 
     @app.get("/job", response_class=HTMLResponse, dependencies=can_read)

@@ -8,9 +8,11 @@ and reads only the statuses it has not parsed yet. A job whose calls have all fi
 costs no request at all.
 
 Reading a large job for the first time takes longer than a page should wait (on the
-embedded S3 endpoint, about 400 objects a second), so the read runs as a task of the
-api-server's event loop: a request waits for it at most a time budget, then answers with
-what has been read so far and says the view is still loading; the page asks again.
+embedded S3 endpoint, a few hundred objects a second), so the read runs on an event loop
+of its own, in a daemon thread of the api-server: a request waits for it at most a time
+budget, then answers with what has been read so far and says the view is still loading;
+the page asks again. Its own thread also keeps the CPU the S3 client spends parsing
+thousands of responses off the api-server's event loop, which serves every other request.
 
 The cache holds at most ``max_jobs`` jobs (least recently viewed dropped first), and a
 job keeps the tracebacks of at most ``MAX_TRACEBACKS`` failed calls (the others keep
@@ -20,7 +22,8 @@ their one-line error: the task log has every traceback).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -57,7 +60,9 @@ class JobCalls:
     list_requests: int = 0
     refreshed_at: float | None = None
     error: str | None = None
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _future: concurrent.futures.Future[None] | None = field(default=None, repr=False)
+    # The reader thread writes what the request handlers read.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def total(self) -> int:
@@ -71,11 +76,17 @@ class JobCalls:
     @property
     def loading(self) -> bool:
         """A refresh is under way."""
-        return self._task is not None and not self._task.done()
+        return self._future is not None and not self._future.done()
 
     def records(self) -> list[CallRecord]:
-        """Finished and running calls (pending ones have no record)."""
-        return [*self.finished.values(), *self.running.values()]
+        """Finished and running calls (pending ones have no record), as of now."""
+        with self._lock:
+            return [*self.finished.values(), *self.running.values()]
+
+    def snapshot(self) -> tuple[list[CallRecord], list[CallRecord]]:
+        """Finished and running calls, as of now, consistent with each other."""
+        with self._lock:
+            return list(self.finished.values()), list(self.running.values())
 
     def _keep(self, record: CallRecord) -> CallRecord:
         if record.traceback is None:
@@ -98,8 +109,9 @@ class JobCalls:
                 record = finished_record(raw, self.job_id, call, self.job.engine)
             except StatusParseError as err:
                 record = broken_record(self.job_id, call, f"unreadable status.json: {err}")
-            self.finished[call] = self._keep(record)
-            self.running.pop(call, None)
+            with self._lock:
+                self.finished[call] = self._keep(record)
+                self.running.pop(call, None)
 
         await asyncio.gather(*(one(c) for c in calls))
 
@@ -120,7 +132,8 @@ class JobCalls:
                     activation = item.key.rsplit("/", 1)[1][: -len(INIT_SUFFIX)]
                     running[parsed.call] = running_record(self.job_id, parsed.call, activation, item.modified)
             await self._read(source, new)
-        self.running = {c: r for c, r in running.items() if c not in self.finished}
+        with self._lock:
+            self.running = {c: r for c, r in running.items() if c not in self.finished}
         self._advance_watermark()
         self.refreshed_at = time.monotonic()
 
@@ -149,16 +162,30 @@ class JobCalls:
     async def update(self, opener: SourceOpener, budget: float) -> None:
         """Start a refresh if one is due, and wait for the running one at most ``budget`` s."""
         if self.due(time.monotonic()):
-            self._task = asyncio.create_task(self._run(opener))
-        if self._task is not None and not self._task.done():
-            await asyncio.wait({self._task}, timeout=budget)
+            self._future = asyncio.run_coroutine_threadsafe(self._run(opener), reader_loop())
+        future = self._future
+        if future is not None and not future.done():
+            await asyncio.wait({asyncio.wrap_future(future)}, timeout=budget)
 
-    async def close(self) -> None:
-        """Cancel a refresh under way (the cache dropped this job)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def cancel(self) -> None:
+        """Stop a refresh under way (the cache dropped this job)."""
+        if self._future is not None:
+            self._future.cancel()
+
+
+_reader_loop: asyncio.AbstractEventLoop | None = None
+_reader_lock = threading.Lock()
+
+
+def reader_loop() -> asyncio.AbstractEventLoop:
+    """The event loop, in a daemon thread, that runs every refresh of this process."""
+    global _reader_loop
+    with _reader_lock:
+        if _reader_loop is None or _reader_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="pywren-job-view-reader", daemon=True).start()
+            _reader_loop = loop
+        return _reader_loop
 
 
 class JobCache:
@@ -186,6 +213,5 @@ class JobCache:
         self._jobs.move_to_end(key)
         while len(self._jobs) > self.max_jobs:
             _key, dropped = self._jobs.popitem(last=False)
-            if dropped._task is not None and not dropped._task.done():
-                dropped._task.cancel()
+            dropped.cancel()
         return entry

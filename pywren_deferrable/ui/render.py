@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pywren_deferrable.ui.calls import (
@@ -50,17 +50,23 @@ class JobPanel:
     calls: JobCalls
     price: Price | None = None
     note: str | None = None
+    finished: list[CallRecord] = field(init=False)
+    running: list[CallRecord] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One consistent view for the whole page: the reader thread goes on meanwhile.
+        self.finished, self.running = self.calls.snapshot()
 
     @property
     def records(self) -> list[CallRecord]:
-        return self.calls.records()
+        return [*self.finished, *self.running]
 
     @property
     def counts(self) -> Counts:
         return count(self.records, self.calls.total)
 
     def durations(self) -> list[float]:
-        return [d for r in self.calls.finished.values() if (d := r.duration) is not None]
+        return [d for r in self.finished if (d := r.duration) is not None]
 
     def gb_seconds(self) -> float | None:
         memory = self.record.runtime_memory
@@ -70,14 +76,14 @@ class JobPanel:
         gbs = self.gb_seconds()
         if gbs is None or self.price is None:
             return None
-        return self.price.cost(gbs, len(self.calls.finished))
+        return self.price.cost(gbs, len(self.finished))
 
     def wall(self) -> tuple[float, float] | None:
         starts = [r.start for r in self.records if r.start is not None]
-        ends = [r.end for r in self.calls.finished.values() if r.end is not None]
+        ends = [r.end for r in self.finished if r.end is not None]
         if not starts:
             return None
-        last = max(ends) if ends and not self.calls.running else time.time()
+        last = max(ends) if ends and not self.running else time.time()
         return min(starts), max(last, min(starts))
 
     def summary(self) -> dict[str, Any]:
