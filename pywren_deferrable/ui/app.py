@@ -31,7 +31,7 @@ from pywren_deferrable.ui.render import PAGE_SIZE, JobPanel, render_page, view_j
 log = logging.getLogger(__name__)
 
 # How long a request waits for a refresh under way before it answers with what is read.
-ANSWER_BUDGET = 1.5
+ANSWER_BUDGET = 0.75
 
 
 def _map_index(raw: str) -> int:

@@ -215,22 +215,19 @@ def test_the_tab_is_registered_by_the_provider(airflow_ui: AirflowUI) -> None:
 
 
 def test_finished_and_failed_jobs_as_json(airflow_ui: AirflowUI, finished_runs: dict[str, str]) -> None:
-    ok = airflow_ui.get(
-        "/pywren-deferrable/api/job", params=airflow_ui.tab_params(MAP_DAG, finished_runs[MAP_DAG], MAP_TASK)
-    )
-    assert ok.status_code == 200, ok.text
-    (job,) = ok.json()["jobs"]
+    ok = airflow_ui.settled_job(MAP_DAG, finished_runs[MAP_DAG], MAP_TASK)
+    assert ok["final"] is True
+    (job,) = ok["jobs"]
     assert (job["total"], job["done"], job["failed"], job["running"], job["pending"]) == (3, 3, 0, 0, 0)
     assert job["compute_backend"] == "localhost" and job["runtime_memory_mb"] == 256
     assert job["cost"]["amount"] == 0.0 and job["gb_seconds"] > 0
-    assert ok.json()["final"] is True
     assert all(c["duration"] is not None and c["activation"] for c in job["calls"])
+    # Each status was read once: later answers read nothing.
+    assert job["status_reads"] == 3
+    assert airflow_ui.settled_job(MAP_DAG, finished_runs[MAP_DAG], MAP_TASK)["jobs"][0]["status_reads"] == 3
 
-    bad = airflow_ui.get(
-        "/pywren-deferrable/api/job",
-        params=airflow_ui.tab_params(FAIL_DAG, finished_runs[FAIL_DAG], FAIL_TASK),
-    )
-    (failed,) = bad.json()["jobs"]
+    bad = airflow_ui.settled_job(FAIL_DAG, finished_runs[FAIL_DAG], FAIL_TASK)
+    (failed,) = bad["jobs"]
     assert (failed["total"], failed["done"], failed["failed"]) == (4, 3, 1)
     first = failed["calls"][0]
     assert (first["call"], first["state"]) == ("M000/00002", "failed")
@@ -238,7 +235,7 @@ def test_finished_and_failed_jobs_as_json(airflow_ui: AirflowUI, finished_runs: 
 
 
 def test_a_running_job_is_shown_live(airflow_ui: AirflowUI) -> None:
-    run_id = airflow_ui.trigger(SLEEP_DAG, {"seconds": 20})
+    run_id = airflow_ui.trigger(SLEEP_DAG, {"seconds": 12})
     airflow_ui.wait_ti(SLEEP_DAG, run_id, SLEEP_TASK, {"deferred"})
     params = airflow_ui.tab_params(SLEEP_DAG, run_id, SLEEP_TASK)
     give_up = time.monotonic() + 60

@@ -243,3 +243,16 @@ async def test_page_and_json_show_counts_plot_failed_traceback_and_cost(tmp_path
     assert "boom <on>" not in page
     assert 'data-final="true"' in page
     assert "root" not in json.dumps(data) and root not in page  # no storage path or endpoint shown
+
+
+def test_a_job_is_found_in_trigger_kwargs_or_a_jobref_return_value() -> None:
+    from pywren_deferrable.ui.locate import _record_from_return_value, _record_from_trigger
+
+    job = local_job("/tmp/x", 2)
+    kwargs = {"job": job.to_dict(), "lithops_conn_id": "lithops_default", "poll_interval": 5}
+    assert _record_from_trigger(kwargs) == JobRecord(job, "lithops_default")
+    assert _record_from_trigger({"job": {"executor_id": "x/../"}, "lithops_conn_id": "c"}) is None
+    assert _record_from_trigger({"job": job.to_dict()}) is None  # no Connection: not ours
+    assert _record_from_return_value(job.to_dict(), "c") == JobRecord(job, "c")
+    assert _record_from_return_value([1, 2], "c") is None
+    assert _record_from_return_value(job.to_dict(), None) is None
