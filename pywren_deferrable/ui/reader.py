@@ -58,6 +58,7 @@ class JobCalls:
     tracebacks: int = 0
     status_reads: int = 0
     list_requests: int = 0
+    listed: int = 0
     refreshed_at: float | None = None
     error: str | None = None
     _future: concurrent.futures.Future[None] | None = field(default=None, repr=False)
@@ -121,6 +122,7 @@ class JobCalls:
         running: dict[str, CallRecord] = {}
         async for page in source.list_objects(prefix, self.job.list_start_after(self.job_id, self.watermark)):
             self.list_requests += 1
+            self.listed += len(page)
             new: list[str] = []
             for item in page:
                 parsed = parse_job_object_key(prefix, item.key)

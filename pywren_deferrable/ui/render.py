@@ -114,6 +114,7 @@ class JobPanel:
                 else None
             ),
             "status_reads": self.calls.status_reads,
+            "objects_listed": self.calls.listed,
             "list_requests": self.calls.list_requests,
             "error": self.calls.error,
             "note": self.note,
@@ -326,7 +327,10 @@ def _panel_html(panel: JobPanel, offset: int, page_url: str) -> str:
             cost += (
                 f"; no price known for backend {_e(s['compute_backend'])} (set job_price on the Connection)"
             )
-    state = "reading status objects..." if s["loading"] else ("" if s["complete"] else "live")
+    if s["loading"]:
+        state = f"reading status objects... ({s['objects_listed']:,} listed, {s['status_reads']:,} read)"
+    else:
+        state = "" if s["complete"] else "live"
     notes = "".join(f'<p class="warn">{_e(text)}</p>' for text in (s["error"], s["note"]) if text)
     wall = f"wall {s['wall_seconds']:.2f} s; " if s["wall_seconds"] is not None else ""
     return (
