@@ -301,13 +301,7 @@ def test_the_tab_in_a_browser(airflow_ui: AirflowUI, finished_runs: dict[str, st
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{airflow_ui.url}/", wait_until="domcontentloaded")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", PASSWORDS["admin"])
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"), timeout=60_000)
-
+            page = _logged_in_page(browser, airflow_ui)
             for dag_id, task_id, name in ((MAP_DAG, MAP_TASK, "finished"), (FAIL_DAG, FAIL_TASK, "failing")):
                 run_id = finished_runs[dag_id]
                 page.goto(
@@ -337,6 +331,44 @@ def test_the_tab_in_a_browser(airflow_ui: AirflowUI, finished_runs: dict[str, st
     if docs_copy:
         for shot in shots.glob("*.png"):
             shutil.copy(shot, docs_copy)
+
+
+def _logged_in_page(browser: Any, ui: AirflowUI) -> Any:
+    """A page of ``browser`` logged in to the UI as admin, through the login form."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{ui.url}/", wait_until="domcontentloaded")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORDS["admin"])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"), timeout=60_000)
+    return page
+
+
+def test_the_tab_follows_a_running_job_in_a_browser(airflow_ui: AirflowUI) -> None:
+    """The tab of a running job updates itself (no reload) until every call is done."""
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = _chromium_or_fail()
+    run_id = airflow_ui.trigger(SLEEP_DAG, {"seconds": 15})
+    airflow_ui.wait_ti(SLEEP_DAG, run_id, SLEEP_TASK, {"deferred"})
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = _logged_in_page(browser, airflow_ui)
+            page.goto(
+                f"{airflow_ui.url}/dags/{SLEEP_DAG}/runs/{run_id}/tasks/{SLEEP_TASK}/plugin/lithops_job",
+                wait_until="domcontentloaded",
+            )
+            frame = page.frame_locator("iframe[title='Lithops job']")
+            content = frame.locator("#content")
+            content.wait_for(timeout=60_000)
+            assert content.get_attribute("data-final") == "false"  # the job is still running
+            assert "4 done" not in frame.locator("p.counts").inner_text()
+            # The page fetches itself again every few seconds: the counts change in place.
+            expect(frame.locator("p.counts")).to_contain_text("4 done", timeout=120_000)
+            expect(content).to_have_attribute("data-final", "true", timeout=30_000)
+        finally:
+            browser.close()
 
 
 def test_ctrl_c_stops_everything(airflow_ui: AirflowUI) -> None:
