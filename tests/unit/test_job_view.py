@@ -256,3 +256,23 @@ def test_a_job_is_found_in_trigger_kwargs_or_a_jobref_return_value() -> None:
     assert _record_from_return_value(job.to_dict(), "c") == JobRecord(job, "c")
     assert _record_from_return_value([1, 2], "c") is None
     assert _record_from_return_value(job.to_dict(), None) is None
+
+
+def test_the_sensor_records_the_job_it_waits_for() -> None:
+    from airflow.exceptions import TaskDeferred
+
+    from pywren_deferrable import PyWrenJobSensor
+
+    class RecordingTI:
+        def __init__(self) -> None:
+            self.pushed: dict[str, object] = {}
+
+        def xcom_push(self, key: str, value: object) -> None:
+            self.pushed[key] = value
+
+    job = local_job("/tmp/x", 2)
+    ti = RecordingTI()
+    sensor = PyWrenJobSensor(task_id="wait", job=job.to_dict(), lithops_conn_id="my_conn")
+    with pytest.raises(TaskDeferred):
+        sensor.execute({"ti": ti})
+    assert JobRecord.from_dict(ti.pushed[job_xcom_key(job)]) == JobRecord(job, "my_conn")
