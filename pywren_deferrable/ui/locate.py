@@ -2,11 +2,10 @@
 
 Three places say which job a task instance ran, and each covers a case the others miss:
 
-* the job records the operator pushes at submission (:mod:`.record`): every job of the
+* the job records the operators and the sensor push (:mod:`.record`): every job of the
   try, while deferred and after the task ended, failed or not;
 * the kwargs of the trigger the task is deferred on: the job of a task that pushed no
-  record (a :class:`~pywren_deferrable.sensors.job.PyWrenJobSensor`, or a task submitted
-  by a version of the provider without the tab);
+  record (one deferred by a version of the provider without the tab);
 * the task's ``return_value`` when it is a JobRef (``wait_for_result=False``).
 
 Synchronous (SQLAlchemy): the app calls it in a worker thread.
