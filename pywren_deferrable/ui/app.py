@@ -73,11 +73,11 @@ def create_app(cache: JobCache | None = None, budget: float = ANSWER_BUDGET) -> 
 
     async def panels_of(dag_id: str, run_id: str, task_id: str, map_index: int) -> list[JobPanel]:
         try:
-            records = await asyncio.to_thread(find_job_records, dag_id, run_id, task_id, map_index)
+            task_jobs = await asyncio.to_thread(find_job_records, dag_id, run_id, task_id, map_index)
         except TaskInstanceNotFound as err:
             raise HTTPException(404, str(err)) from None
         found: list[tuple[JobRecord, JobCalls, Price | None, str | None]] = []
-        for record in records:
+        for record in task_jobs.records:
             price, backend, note = await _price(record)
             if backend and not record.compute_backend:
                 record = JobRecord(record.job, record.lithops_conn_id, record.runtime_memory, backend)
@@ -85,7 +85,10 @@ def create_app(cache: JobCache | None = None, budget: float = ANSWER_BUDGET) -> 
                 found.append((record, jobs.get(record.job, job_id), price, note))
         await asyncio.gather(*(calls.update(_opener(record), budget) for record, calls, _, _ in found))
         # Panels after the update: each takes its snapshot of the calls when built.
-        panels = [JobPanel(record, calls, price, note) for record, calls, price, note in found]
+        panels = [
+            JobPanel(record, calls, price, note, gone=task_jobs.ended and calls.empty and not calls.loading)
+            for record, calls, price, note in found
+        ]
         return panels
 
     @app.get("/job", response_class=HTMLResponse, dependencies=can_read)

@@ -14,6 +14,7 @@ Synchronous (SQLAlchemy): the app calls it in a worker thread.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pywren_deferrable.job import JobRef
@@ -24,6 +25,18 @@ log = logging.getLogger(__name__)
 
 class TaskInstanceNotFound(LookupError):
     """No such task instance."""
+
+
+# A task instance in one of these states will not write to its job any more.
+ENDED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+
+@dataclass(frozen=True)
+class TaskJobs:
+    """The jobs of a task instance, and whether the task instance has ended."""
+
+    records: list[JobRecord]
+    ended: bool
 
 
 def _record_from_trigger(kwargs: Any) -> JobRecord | None:
@@ -47,7 +60,7 @@ def _record_from_return_value(value: Any, conn_id: str | None) -> JobRecord | No
         return None
 
 
-def find_job_records(dag_id: str, run_id: str, task_id: str, map_index: int) -> list[JobRecord]:
+def find_job_records(dag_id: str, run_id: str, task_id: str, map_index: int) -> TaskJobs:
     """The jobs of one task instance's latest try, oldest first (duplicates merged).
 
     :raises TaskInstanceNotFound: when the task instance does not exist.
@@ -69,6 +82,7 @@ def find_job_records(dag_id: str, run_id: str, task_id: str, map_index: int) -> 
         )
         if ti is None:
             raise TaskInstanceNotFound(f"no task instance {dag_id}/{run_id}/{task_id}[{map_index}]")
+        ended = str(ti.state) in ENDED_STATES
         rows = session.scalars(
             select(XComModel)
             .where(
@@ -110,4 +124,4 @@ def find_job_records(dag_id: str, run_id: str, task_id: str, map_index: int) -> 
     for record in found:
         key = (record.job.executor_id, record.job.job_ids)
         unique.setdefault(key, record)  # the operator's own record first: it knows the memory
-    return list(unique.values())
+    return TaskJobs(list(unique.values()), ended)

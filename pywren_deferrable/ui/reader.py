@@ -59,6 +59,7 @@ class JobCalls:
     status_reads: int = 0
     list_requests: int = 0
     listed: int = 0
+    empty: bool = False
     refreshed_at: float | None = None
     error: str | None = None
     _future: concurrent.futures.Future[None] | None = field(default=None, repr=False)
@@ -120,9 +121,11 @@ class JobCalls:
         """List the calls after the watermark; read the statuses not read yet."""
         prefix = self.job.job_prefix(self.job_id)
         running: dict[str, CallRecord] = {}
+        seen = 0
         async for page in source.list_objects(prefix, self.job.list_start_after(self.job_id, self.watermark)):
             self.list_requests += 1
             self.listed += len(page)
+            seen += len(page)
             new: list[str] = []
             for item in page:
                 parsed = parse_job_object_key(prefix, item.key)
@@ -137,6 +140,9 @@ class JobCalls:
         with self._lock:
             self.running = {c: r for c, r in running.items() if c not in self.finished}
         self._advance_watermark()
+        # Nothing at all under the job prefix (Lithops writes aggdata.pickle there at
+        # submission): the job's objects were deleted (clean_data=True), or never written.
+        self.empty = seen == 0 and not self.finished
         self.refreshed_at = time.monotonic()
 
     def _advance_watermark(self) -> None:

@@ -44,12 +44,14 @@ class JobPanel:
     :param calls: what the cache knows of its calls.
     :param price: the price of its backend, if known.
     :param note: why something is missing (Connection unreadable, bad price...).
+    :param gone: the task has ended and its job's objects are no longer in storage.
     """
 
     record: JobRecord
     calls: JobCalls
     price: Price | None = None
     note: str | None = None
+    gone: bool = False
     finished: list[CallRecord] = field(init=False)
     running: list[CallRecord] = field(init=False)
 
@@ -104,6 +106,7 @@ class JobPanel:
             "running": counts.running,
             "pending": counts.pending,
             "complete": self.calls.complete,
+            "gone": self.gone,
             "loading": self.calls.loading,
             "wall_seconds": round(wall[1] - wall[0], 3) if wall else None,
             "call_seconds": round(sum(self.durations()), 3),
@@ -159,7 +162,7 @@ def view_json(panels: list[JobPanel], offset: int = 0, limit: int = PAGE_SIZE) -
 
 def is_final(panels: list[JobPanel]) -> bool:
     """Nothing on the page can change any more (every call of every job read)."""
-    return all(p.calls.complete for p in panels)
+    return all(p.calls.complete or p.gone for p in panels)
 
 
 # -- SVG -------------------------------------------------------------------------------
@@ -330,8 +333,13 @@ def _panel_html(panel: JobPanel, offset: int, page_url: str) -> str:
     if s["loading"]:
         state = f"reading status objects... ({s['objects_listed']:,} listed, {s['status_reads']:,} read)"
     else:
-        state = "" if s["complete"] else "live"
-    notes = "".join(f'<p class="warn">{_e(text)}</p>' for text in (s["error"], s["note"]) if text)
+        state = "" if s["complete"] or s["gone"] else "live"
+    gone = (
+        "The job's objects are no longer in storage (clean_data=True deletes them when the task ends)."
+        if s["gone"]
+        else None
+    )
+    notes = "".join(f'<p class="warn">{_e(text)}</p>' for text in (gone, s["error"], s["note"]) if text)
     wall = f"wall {s['wall_seconds']:.2f} s; " if s["wall_seconds"] is not None else ""
     return (
         f'<section class="job" data-job="{_e(s["job_id"])}">'

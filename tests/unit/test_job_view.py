@@ -276,3 +276,24 @@ def test_the_sensor_records_the_job_it_waits_for() -> None:
     with pytest.raises(TaskDeferred):
         sensor.execute({"ti": ti})
     assert JobRecord.from_dict(ti.pushed[job_xcom_key(job)]) == JobRecord(job, "my_conn")
+
+
+async def test_a_cleaned_job_is_said_gone_not_pending_forever(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    job = local_job(root, 2)
+    source = LocalStatusSource(root, "bucket")
+    calls = JobCalls(job, "M000")
+    write_job_files(root, "bucket", EXECUTOR, "M000")  # submitted: aggdata.pickle is there
+    await calls.refresh(source)
+    assert not calls.empty
+    cleaned = JobCalls(job, "M000")
+    (tmp_path / "bucket" / "lithops.jobs" / f"{EXECUTOR}-M000" / "aggdata.pickle").unlink()
+    await cleaned.refresh(source)
+    assert cleaned.empty and not cleaned.complete
+    record = JobRecord(job, "c", 256, "localhost")
+    live = JobPanel(record, cleaned)
+    assert view_json([live])["final"] is False
+    gone = JobPanel(record, cleaned, gone=True)
+    assert view_json([gone])["final"] is True and view_json([gone])["jobs"][0]["gone"] is True
+    page = render_page([gone], title="t")
+    assert "no longer in storage (clean_data=True" in page and 'data-final="true"' in page
