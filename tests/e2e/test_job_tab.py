@@ -48,6 +48,7 @@ CHROMIUM_ARGS = [
 MAP_DAG, MAP_TASK = "example_pywren_map", "map_task"
 FAIL_DAG, FAIL_TASK = "e2e_fail_map", "fail_map"
 SLEEP_DAG, SLEEP_TASK = "e2e_sleep_map", "sleep_map"
+MAP_REDUCE_DAG = "example_pywren_map_reduce"
 # alice may read the two DAGs whose tabs she opens; bob only a DAG with no run.
 ACL = {"alice": [MAP_DAG, FAIL_DAG, SLEEP_DAG], "bob": ["example_pywren_call_async"]}
 PASSWORDS = {"admin": "admin-pw-e2e", "alice": "alice-pw-e2e", "bob": "bob-pw-e2e"}
@@ -169,7 +170,7 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
         assert url, "make airflow printed no URL:\n" + "".join(output[-60:])
         assert any(line.startswith("Login: admin / admin-pw-e2e") for line in output), "".join(output)
         ui = AirflowUI(process, url, home, output)
-        _wait_dags(ui, [MAP_DAG, FAIL_DAG, SLEEP_DAG])
+        _wait_dags(ui, [MAP_DAG, FAIL_DAG, SLEEP_DAG, MAP_REDUCE_DAG])
         print(f"\nmake airflow ready in {time.monotonic() - started:.1f}s at {url}")
         yield ui
     finally:
@@ -250,6 +251,21 @@ def test_a_running_job_is_shown_live(airflow_ui: AirflowUI) -> None:
     assert airflow_ui.wait_ti(SLEEP_DAG, run_id, SLEEP_TASK, {"success", "failed"}) == "success"
     (after,) = airflow_ui.settled_job(SLEEP_DAG, run_id, SLEEP_TASK)["jobs"]
     assert (after["done"], after["running"], after["pending"]) == (4, 0, 0)
+
+
+def test_map_reduce_jobs_and_cleaned_ones(airflow_ui: AirflowUI) -> None:
+    """A map-reduce shows its map and reduce jobs; a task whose jobs were cleaned
+    (clean_data=True) says so and stops refreshing instead of showing pending calls."""
+    run_id = airflow_ui.trigger(MAP_REDUCE_DAG)
+    for task_id in ("mapreduce_task", "mapreduce_wait_local_task"):
+        assert airflow_ui.wait_ti(MAP_REDUCE_DAG, run_id, task_id, {"success", "failed"}) == "success"
+    both = airflow_ui.settled_job(MAP_REDUCE_DAG, run_id, "mapreduce_task")
+    assert both["final"] is True
+    assert [(j["job_id"], j["total"], j["done"]) for j in both["jobs"]] == [("M000", 3, 3), ("R000", 1, 1)]
+    cleaned = airflow_ui.settled_job(MAP_REDUCE_DAG, run_id, "mapreduce_wait_local_task")
+    assert cleaned["final"] is True
+    # reducer_wait_local: the map job, then the reducer's job, each recorded at submission.
+    assert len(cleaned["jobs"]) == 2 and all(j["gone"] and j["done"] == 0 for j in cleaned["jobs"])
 
 
 @pytest.mark.parametrize("path", ["/pywren-deferrable/job", "/pywren-deferrable/api/job"])
