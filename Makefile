@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'imp
 VENV310 ?= .venv-pywren
 PY310 := $(VENV310)/bin/python
 
-.PHONY: azurite install demo test test-lithops test-pywren lint wheel-check docs unit integration e2e benchmarks clean
+.PHONY: azurite install demo airflow chromium test test-lithops test-pywren lint wheel-check docs unit integration e2e benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install -q uv; fi
@@ -33,6 +33,19 @@ azurite: $(VENV)/node/node_modules/.bin/azurite-blob
 demo: install
 	$(PY) scripts/demo.py
 
+# Debian's Chromium, for the browser test of the job tab (Playwright drives it; never
+# `playwright install`, which downloads a browser build). CI runs as root.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+		else echo "The browser test needs Debian's chromium: sudo apt-get install chromium" >&2; fi; \
+	fi
+
+# The example DAGs in a real Airflow UI on the embedded default; prints the URL and login.
+# Ctrl-C stops it. AIRFLOW_ARGS="--port 8081 --home /some/dir" to choose.
+airflow: install
+	$(PY) scripts/airflow.py $(AIRFLOW_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check pywren_deferrable tests scripts example_dags benchmarks
 	$(VENV)/bin/ruff format --check pywren_deferrable tests scripts example_dags benchmarks
@@ -44,7 +57,7 @@ wheel-check: install
 
 test: test-lithops test-pywren
 
-test-lithops: lint wheel-check azurite
+test-lithops: lint wheel-check azurite chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 $(VENV310)/.installed: pyproject.toml

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "fetch": "benchmarks.bench_fetch",
     "e2e": "benchmarks.bench_e2e",
     "storages": "benchmarks.bench_storages",
+    "jobview": "benchmarks.bench_jobview",
 }
 
 

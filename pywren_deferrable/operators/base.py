@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
-from pywren_deferrable.config import normalize_overrides, validate_backend_names
+from pywren_deferrable.config import compute_backend_name, normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import afind_reusable, aremember, task_lineage
@@ -47,6 +47,7 @@ from pywren_deferrable.submit import JobSpec, stop_runner, submit
 from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.tracebacks import code_index, restore_filenames
 from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
+from pywren_deferrable.ui.record import JobRecord, job_xcom_key
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
 DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
@@ -313,7 +314,19 @@ class PyWrenBaseOperator(BaseOperator):
         if job.runner_log:
             self.log.info("Local job hosted by runner pid %s, log: %s", job.runner_pid, job.runner_log)
         self.publish_link(context, job)
+        self.publish_job(context, job, spec)
         return job
+
+    def publish_job(self, context: Any, job: JobRef, spec: JobSpec) -> None:
+        """Record ``job`` in XCom for the "Lithops job" tab (see :mod:`..ui.record`): the
+        tab then finds it while the task is deferred and after it ended."""
+        push = getattr(context.get("ti") if hasattr(context, "get") else None, "xcom_push", None)
+        if push is None:
+            return
+        options = spec.options or {}
+        memory = options.get("runtime_memory") or options.get("map_runtime_memory") or self.runtime_memory
+        record = JobRecord(job, self.lithops_conn_id, memory, compute_backend_name(spec.config))
+        push(key=job_xcom_key(job), value=record.to_dict())
 
     def publish_link(self, context: Any, job: JobRef) -> None:
         """Store the job's console URL for the "Lithops job data" extra link."""

@@ -19,6 +19,7 @@ from pywren_deferrable.triggers.job import (
     PyWrenJobTrigger,
 )
 from pywren_deferrable.triggers.poll import JobPoller
+from pywren_deferrable.ui.record import JobRecord, job_xcom_key
 
 
 class PyWrenJobSensor(BaseSensorOperator):
@@ -78,9 +79,13 @@ class PyWrenJobSensor(BaseSensorOperator):
         return shape_results(self._job(), results)
 
     def execute(self, context: Any) -> Any:
+        job = self._job()
+        # For the "Lithops job" tab: which job this sensor waits for (memory unknown here).
+        push = getattr(context.get("ti") if hasattr(context, "get") else None, "xcom_push", None)
+        if push is not None:
+            push(key=job_xcom_key(job), value=JobRecord(job, self.lithops_conn_id).to_dict())
         if not self.deferrable:
             return super().execute(context)
-        job = self._job()
         deadline = time.time() + float(self.timeout) if self.timeout else None
         self.defer(
             trigger=PyWrenJobTrigger(
