@@ -26,11 +26,6 @@ from pywren_deferrable import PyWrenCallAsyncOperator, PyWrenMapOperator
 
 pytestmark = pytest.mark.integration
 
-FUTURES_PENDING = (
-    "a function that returns Lithops futures makes the task return None, not the inner results "
-    "(issue 13 item 3, built on another branch)"
-)
-
 
 def test_simple_map(lithops_conn: str) -> None:
     op = PyWrenMapOperator(
@@ -91,25 +86,21 @@ def test_lithops_inside_lithops(lithops_conn: str) -> None:
     assert run_task(op) == [list(range(i)) for i in range(1, 5)]
 
 
-@pytest.mark.xfail(strict=True, reason=FUTURES_PENDING)
 def test_lithops_return_futures_map(lithops_conn: str) -> None:
     op = PyWrenCallAsyncOperator(task_id="t", func=lithops_return_futures_map, data=3)
     assert run_task(op) == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason=FUTURES_PENDING)
 def test_lithops_return_futures_map_over_partial(lithops_conn: str) -> None:
     op = PyWrenCallAsyncOperator(task_id="t", func=lithops_return_futures_map_over_partial, data=3)
     assert run_task(op) == [0, 2, 4]
 
 
-@pytest.mark.xfail(strict=True, reason=FUTURES_PENDING)
 def test_lithops_return_futures_call_async(lithops_conn: str) -> None:
     op = PyWrenCallAsyncOperator(task_id="t", func=lithops_return_futures_call_async, data=3)
     assert run_task(op) == 9
 
 
-@pytest.mark.xfail(strict=True, reason=FUTURES_PENDING)
 def test_lithops_return_futures_map_multiple(lithops_conn: str) -> None:
     op = PyWrenCallAsyncOperator(task_id="t", func=lithops_return_futures_map_multiple, data=3)
     assert run_task(op) == [1, 2, 3, 1, 2, 3]
