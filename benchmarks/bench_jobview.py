@@ -44,9 +44,9 @@ async def _measure(endpoint: str, bucket: str, layout: JobLayout, put: Any) -> d
     total = layout.calls
     from pywren_deferrable.config import S3Credentials
     from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
+    from pywren_deferrable.pricing import DEFAULT_PRICES
     from pywren_deferrable.triggers.status import open_status_source
     from pywren_deferrable.ui.app import ANSWER_BUDGET
-    from pywren_deferrable.ui.pricing import DEFAULT_PRICES
     from pywren_deferrable.ui.reader import JobCache
     from pywren_deferrable.ui.record import JobRecord
     from pywren_deferrable.ui.render import JobPanel

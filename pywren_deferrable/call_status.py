@@ -85,6 +85,7 @@ class CallStatus:
     :param inline_result: the pickled result when it came inline in the status.
     :param has_output_object: the result is in ``output.pickle`` instead.
     :param worker_start: when the worker started the call (epoch seconds), if known.
+    :param worker_end: when the worker ended it (epoch seconds), if known.
     :param new_futures: the futures the call's function returned (Lithops): its results
         are theirs (see :mod:`pywren_deferrable.lithops_futures`).
     """
@@ -97,6 +98,7 @@ class CallStatus:
     has_output_object: bool
     worker_start: float | None = None
     new_futures: tuple[FutureRef, ...] = ()
+    worker_end: float | None = None
 
 
 def decode_logs(encoded: str | None, limit: int = MAX_LOG_BYTES) -> str | None:
@@ -205,7 +207,7 @@ def parse_status(raw: bytes | str, call_id: str, bucket: str | None = None) -> C
                 f"status of call {call_id} has no result this provider understands ({what}): "
                 "refusing to report None for it (a newer Lithops?)"
             )
-    start = data.get("worker_start_tstamp")
+    start, end = _timestamp(data, "worker_start_tstamp"), _timestamp(data, "worker_end_tstamp")
     return CallStatus(
         call_id=call_id,
         failed=failed,
@@ -213,9 +215,15 @@ def parse_status(raw: bytes | str, call_id: str, bucket: str | None = None) -> C
         traceback=traceback,
         inline_result=inline,
         has_output_object=(not failed and not futures and inline is None and size is not None and size > 0),
-        worker_start=float(start) if isinstance(start, int | float) and not isinstance(start, bool) else None,
+        worker_start=start,
         new_futures=futures,
+        worker_end=end,
     )
+
+
+def _timestamp(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def parse_call_status(

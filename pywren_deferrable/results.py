@@ -129,12 +129,17 @@ def _job_name(job: JobRef, future: FutureRef) -> str:
 
 
 async def aexpand(
-    source: StatusSource, job: JobRef, roots: list[FutureRef], concurrency: int = DEFAULT_FETCH_CONCURRENCY
+    source: StatusSource,
+    job: JobRef,
+    roots: list[FutureRef],
+    concurrency: int = DEFAULT_FETCH_CONCURRENCY,
+    seen: list[CallStatus] | None = None,
 ) -> tuple[list[tuple[Leaf, CallStatus]], list[tuple[Leaf, CallStatus]]]:
     """Read the statuses of ``roots`` and of every future they returned, at any depth.
 
     Returns ``(leaves, failed)``: the calls whose results ``get_result()`` returns, in its
-    order, with their statuses; and the failed calls (any level).
+    order, with their statuses; and the failed calls (any level). ``seen`` receives every
+    status read (the calls that returned futures too: they ran, and were billed).
     """
     semaphore = asyncio.Semaphore(concurrency)
     bucket = job.storage.bucket
@@ -161,6 +166,8 @@ async def aexpand(
             level = order.send(statuses)
     except StopIteration as done:
         leaves, failed = done.value
+    if seen is not None:
+        seen.extend(by_future.values())
     return [(leaf, by_future[leaf.future]) for leaf in leaves], [
         (leaf, by_future[leaf.future]) for leaf, _ in failed
     ]
@@ -187,6 +194,7 @@ async def afetch_results(
     concurrency: int = DEFAULT_FETCH_CONCURRENCY,
     job_id: str | None = None,
     positions: list[int] | None = None,
+    seen: list[CallStatus] | None = None,
 ) -> list[Any]:
     """The results of every call of the job's last job, in call order; a call whose
     function returned Lithops futures contributes their results, as ``get_result()`` does.
@@ -198,8 +206,9 @@ async def afetch_results(
     :raises JobFailedError: when any call raised, or an inner call whose future a call
         returned (with the remote tracebacks); with ``positions``, when a call returned
         futures (its results are not one per input, so they cannot be merged by input).
+    :param seen: receives every status read (see :func:`aexpand`).
     """
-    leaves, failed = await aexpand(source, job, result_roots(job, job_id, positions), concurrency)
+    leaves, failed = await aexpand(source, job, result_roots(job, job_id, positions), concurrency, seen)
     if failed:
         raise JobFailedError(describe_followed_failures(job, failed))
     if positions is not None and any(leaf.returned_by is not None for leaf, _ in leaves):

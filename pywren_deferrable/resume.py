@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException
 
+from pywren_deferrable.call_status import CallStatus
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
 from pywren_deferrable.lineage import aforget
@@ -35,8 +36,8 @@ DEFAULT_XCOM_BACKENDS = ("airflow.sdk.execution_time.xcom.BaseXCom", "airflow.mo
 class ResultCollector(Protocol):
     """Where a successful task's results come from."""
 
-    async def results(self, source: StatusSource) -> list[Any]:
-        """The results, in input order."""
+    async def results(self, source: StatusSource, seen: list[CallStatus] | None = None) -> list[Any]:
+        """The results, in input order (``seen`` receives every status read)."""
         ...
 
     async def alocations(self, source: StatusSource, event: dict[str, Any]) -> list[ResultLocation]:
@@ -50,8 +51,8 @@ class JobResults:
 
     job: JobRef
 
-    async def results(self, source: StatusSource) -> list[Any]:
-        return await afetch_results(source, self.job)
+    async def results(self, source: StatusSource, seen: list[CallStatus] | None = None) -> list[Any]:
+        return await afetch_results(source, self.job, seen=seen)
 
     async def alocations(self, source: StatusSource, event: dict[str, Any]) -> list[ResultLocation]:
         # When functions returned futures, their calls' results are the task's: finding
@@ -83,6 +84,7 @@ def finish_job(
     explain: Callable[[str], str] | None = None,
     log: Any = log,
     collector: ResultCollector | None = None,
+    usage: Callable[[JobRef, dict[str, Any], list[CallStatus]], str | None] | None = None,
 ) -> Any:
     """Act on a trigger event.
 
@@ -95,7 +97,8 @@ def finish_job(
     ``forget_key`` is deleted too (see :mod:`pywren_deferrable.lineage`), in the same
     storage session. ``explain`` may rewrite a failure report (remote tracebacks) before it
     is raised. A ``collector`` gathers the results (or their locations) instead of the
-    job's own calls: the merged rounds of ``call_retries``, say.
+    job's own calls: the merged rounds of ``call_retries``, say. ``usage`` turns the
+    statuses read for the results into the line logged on success (see :mod:`..usage`).
     """
     job = job_from_event(event)
     engine = ENGINE_NAMES[job.engine]
@@ -115,7 +118,12 @@ def finish_job(
             try:
                 if status == EVENT_SUCCESS:
                     if fetch:
-                        results = await (collector or JobResults(job)).results(source)
+                        seen: list[CallStatus] = []
+                        results = await (collector or JobResults(job)).results(source, seen)
+                        if usage is not None:
+                            line = usage(job, config, seen)
+                            if line:
+                                log.info("%s", line)
                         size = results_size(results)
                         if max_xcom_bytes is None or size <= max_xcom_bytes or custom_xcom_backend():
                             return await succeed(results)

@@ -57,6 +57,7 @@ from typing import Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException
 
+from pywren_deferrable.call_status import CallStatus
 from pywren_deferrable.job import JobRef, call_id
 from pywren_deferrable.results import ResultLocation, afetch_results, result_locations
 from pywren_deferrable.resume import JobResults
@@ -370,14 +371,16 @@ class RoundResults:
             return calls[0][0]
         return None
 
-    async def results(self, source: StatusSource) -> list[Any]:
+    async def results(self, source: StatusSource, seen: list[CallStatus] | None = None) -> list[Any]:
         only = self.only_round()
         if only is not None:
-            return await afetch_results(source, only.job, job_id=only.job_id)
+            return await afetch_results(source, only.job, job_id=only.job_id, seen=seen)
         merged: list[Any] = [None] * self.state.inputs
         for rnd, positions, indices in self.state.final_calls():
             if positions:
-                values = await afetch_results(source, rnd.job, job_id=rnd.job_id, positions=positions)
+                values = await afetch_results(
+                    source, rnd.job, job_id=rnd.job_id, positions=positions, seen=seen
+                )
                 for index, value in zip(indices, values, strict=True):
                     merged[index] = value
         return merged

@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from pywren_deferrable.call_status import CallStatus
 from pywren_deferrable.config import compute_backend_name, normalize_overrides, validate_backend_names
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import ENGINE_NAMES, JobRef
@@ -27,6 +28,7 @@ from pywren_deferrable.operators.validation import (
     check_optional_positive_number,
     check_str_dict,
 )
+from pywren_deferrable.pricing import price_for
 from pywren_deferrable.resume import ResultCollector, finish_job
 from pywren_deferrable.retries import STATE_KEY as RETRY_STATE_KEY
 from pywren_deferrable.retries import (
@@ -48,6 +50,7 @@ from pywren_deferrable.sync_bridge import run_sync
 from pywren_deferrable.tracebacks import code_index, restore_filenames
 from pywren_deferrable.triggers.job import DEFAULT_POLL_INTERVAL, PyWrenJobTrigger
 from pywren_deferrable.ui.record import JobRecord, job_xcom_key
+from pywren_deferrable.usage import usage_line, usage_of
 
 DEFAULT_RUNTIME_MEMORY = 256  # MB, the seed's default
 DEFAULT_MAX_XCOM_BYTES = 1024 * 1024
@@ -412,9 +415,26 @@ class PyWrenBaseOperator(BaseOperator):
             max_xcom_bytes=self.max_xcom_bytes,
             forget_key=forget_key,
             explain=self.explain_failure,
+            usage=self.usage_summary,
             log=self.log,
             collector=collector,
         )
+
+    def usage_summary(self, job: JobRef, config: dict[str, Any], statuses: list[CallStatus]) -> str | None:
+        """The line logged when the results are in: calls, wall, call-seconds, GB-s, cost
+        (see :mod:`..usage`). A price that cannot be read leaves the cost out, never fails."""
+        try:
+            extra = self._hook().get_connection(self.lithops_conn_id).extra_dejson
+            price = price_for(compute_backend_name(config), extra)
+        except Exception as err:
+            self.log.debug("no price for the usage summary: %s", err)
+            price = None
+        usage = usage_of(statuses, submitted_at=job.submitted_at, memory_mb=self.usage_memory(), price=price)
+        return usage_line(job.executor_id, usage)
+
+    def usage_memory(self) -> int | None:
+        """MB of each call, for GB-seconds (map_reduce: its map calls')."""
+        return self.runtime_memory
 
     def payload_functions(self) -> list[Callable[..., Any]]:
         """The functions this operator ships to Lithops (subclasses name theirs)."""

@@ -197,6 +197,9 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
             return results
         return results[0]
 
+    def usage_memory(self) -> int | None:
+        return self.map_runtime_memory or self.runtime_memory
+
     def payload_functions(self) -> list[Callable[..., Any]]:
         return [self.map_function, self.reduce_function]
 

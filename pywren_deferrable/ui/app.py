@@ -22,8 +22,8 @@ from fastapi.responses import HTMLResponse
 
 from pywren_deferrable.config import compute_backend_name
 from pywren_deferrable.hooks.lithops import LithopsHook
+from pywren_deferrable.pricing import Price, price_for
 from pywren_deferrable.ui.locate import TaskInstanceNotFound, find_job_records
-from pywren_deferrable.ui.pricing import Price, price_for
 from pywren_deferrable.ui.reader import JobCache, JobCalls, SourceOpener
 from pywren_deferrable.ui.record import JobRecord
 from pywren_deferrable.ui.render import PAGE_SIZE, JobPanel, render_page, view_json

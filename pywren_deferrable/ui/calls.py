@@ -179,9 +179,3 @@ def duration_histogram(durations: list[float], bins: int = 20) -> Histogram | No
     for value in durations:
         counts[min(bins - 1, int((value - low) / width))] += 1
     return Histogram(low, high, counts)
-
-
-def gb_seconds(durations: Iterable[float], memory_mb: float) -> float:
-    """Memory x duration summed over calls, in GB-seconds (1 GB = 1,024 MB, as the FaaS
-    price lists count it)."""
-    return sum(durations) * memory_mb / 1024.0

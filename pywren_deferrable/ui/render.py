@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pywren_deferrable.pricing import Price, gb_seconds
 from pywren_deferrable.ui.calls import (
     FAILED,
     RUNNING,
@@ -23,10 +24,8 @@ from pywren_deferrable.ui.calls import (
     Histogram,
     count,
     duration_histogram,
-    gb_seconds,
     table_order,
 )
-from pywren_deferrable.ui.pricing import Price
 from pywren_deferrable.ui.reader import JobCalls
 from pywren_deferrable.ui.record import JobRecord
 

@@ -334,3 +334,20 @@ def test_a_map_over_an_empty_prefix_names_the_prefix_and_bucket(lithops_conn: st
     message = str(caught.value)
     assert "No objects found: no object under " in message
     assert f"{bucket}/nothing-here/" in message and f"(bucket {bucket!r})" in message
+
+
+def test_resume_logs_the_jobs_usage(lithops_conn: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """One line with calls, wall, call-seconds and GB-s, from the statuses read for the
+    results; the return value is unchanged. (Airflow 3 logs through structlog to stdout.)"""
+    import re
+
+    op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1, 2, 3], extra_params={"y": 1})
+    op.deferrable = False
+    assert run(op) == [2, 3, 4]
+    lines = re.findall(r"Job [0-9a-f]{6}-\d+: \d+ calls, [^\[]*", capfd.readouterr().out)
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r"Job [0-9a-f]{6}-\d+: 3 calls, [\d.]+s wall, [\d.]+ call-seconds, [\d.]+ GB-s, ~0 USD "
+        r"\(localhost: runs on this machine\)",
+        lines[0].strip(),
+    ), lines[0]

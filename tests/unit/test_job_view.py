@@ -13,6 +13,7 @@ import pytest
 from lithops_objects import write_call, write_job_files
 
 from pywren_deferrable.job import JobRef, StorageLocation, call_id
+from pywren_deferrable.pricing import DEFAULT_PRICES, gb_seconds, price_for
 from pywren_deferrable.triggers.status import LocalStatusSource
 from pywren_deferrable.ui.calls import (
     DONE,
@@ -22,10 +23,8 @@ from pywren_deferrable.ui.calls import (
     count,
     duration_histogram,
     finished_record,
-    gb_seconds,
     table_order,
 )
-from pywren_deferrable.ui.pricing import DEFAULT_PRICES, price_for
 from pywren_deferrable.ui.reader import MAX_TRACEBACKS, JobCache, JobCalls
 from pywren_deferrable.ui.record import JobRecord, job_xcom_key
 from pywren_deferrable.ui.render import JobPanel, render_page, view_json

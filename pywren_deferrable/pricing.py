@@ -1,8 +1,8 @@
 """A job's cost estimate: GB-seconds times a per-backend price.
 
 Serverless platforms bill memory x duration (GB-seconds) plus, on some, a price per
-invocation; the tab multiplies the job's GB-seconds by the price of the compute backend
-that ran it. Defaults are public list prices (USD, see ``PRICES_AS_OF`` and
+invocation; the job tab and the task's resume summary multiply the job's GB-seconds by
+the price of the compute backend that ran it. Defaults are public list prices (USD, see ``PRICES_AS_OF`` and
 docs/job-tab.md); a Connection may set its own under the extra's ``job_price`` key,
 either flat (``{"gb_second": 0.00002, "per_call": 0, "currency": "EUR"}``, for the
 Connection's backend) or per backend (``{"code_engine": {...}, "aws_lambda": {...}}``).
@@ -11,6 +11,7 @@ Connection's backend) or per backend (``{"code_engine": {...}, "aws_lambda": {..
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +91,9 @@ def price_for(backend: str | None, extra: dict[str, Any] | None) -> Price | None
         if backend is not None and backend in configured:
             return _price_from(configured[backend], f"{EXTRA_KEY}.{backend}")
     return DEFAULT_PRICES.get(backend or "")
+
+
+def gb_seconds(durations: Iterable[float], memory_mb: float) -> float:
+    """Memory x duration summed over calls, in GB-seconds (1 GB = 1,024 MB, as the FaaS
+    price lists count it)."""
+    return sum(durations) * memory_mb / 1024.0
