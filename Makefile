@@ -55,8 +55,16 @@ lint: install
 wheel-check: install
 	PYTHON=$(PYTHON) bash scripts/check_wheel.sh
 
-test: test-lithops test-pywren
+# The whole suite: lint and packaging first, then three suites side by side
+# (scripts/run_tests.sh): unit + integration, end to end + parity on Lithops, and the
+# engine tests on pywren-ibm-cloud in its Python 3.10 virtualenv.
+test: lint wheel-check azurite chromium $(VENV310)/.installed
+	bash scripts/run_tests.sh \
+		core "$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration" \
+		e2e "$(PY) -m pytest -q -p no:cacheprovider tests/e2e tests/parity" \
+		pywren "$(MAKE) --no-print-directory test-pywren"
 
+# The Lithops half alone, one suite after the other.
 test-lithops: lint wheel-check azurite chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
