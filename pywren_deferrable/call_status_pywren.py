@@ -141,7 +141,17 @@ def parse_pywren_status(raw: bytes | str, call_id: str) -> CallStatus:
             error = GENERIC_ERROR
         else:
             error = summarize_exc_info(pickled) or GENERIC_ERROR
+    elif data.get("new_futures"):
+        # pywren pickles the futures into output.pickle and its own wait() follows them;
+        # this provider follows returned futures on the Lithops engine only. Returning the
+        # future objects as the result would be a silent wrong result: fail the call instead.
+        failed = True
+        error = (
+            "the function returned pywren futures, which this provider follows on the Lithops engine "
+            "only: use the Lithops engine, or return the results instead of the futures"
+        )
     start = data.get("worker_start_tstamp")
+    end = data.get("worker_end_tstamp")
     return CallStatus(
         call_id=call_id,
         failed=failed,
@@ -150,6 +160,7 @@ def parse_pywren_status(raw: bytes | str, call_id: str) -> CallStatus:
         inline_result=None,
         has_output_object=(not failed and data.get("result") is True),
         worker_start=float(start) if isinstance(start, int | float) and not isinstance(start, bool) else None,
+        worker_end=float(end) if isinstance(end, int | float) and not isinstance(end, bool) else None,
     )
 
 

@@ -119,6 +119,17 @@ def test_returned_value_points_at_output_object() -> None:
     assert isinstance(status.worker_start, float)
 
 
+def test_returned_futures_fail_the_call_clearly() -> None:
+    """pywren marks a call whose function returned futures ``new_futures: true`` and pickles
+    the futures as its output: returned as the task's result, they would be a silent wrong
+    result, so the call fails saying why."""
+    data = {**status_dict("returns_value"), "new_futures": True}
+    status = parse_pywren_status(json.dumps(data).encode(), "00000")
+    assert status.failed is True and status.has_output_object is False
+    assert status.error is not None and "returned pywren futures" in status.error
+    assert status.worker_end == data["worker_end_tstamp"]
+
+
 def test_returned_none_has_no_output_object() -> None:
     status = parse_pywren_status(status_bytes("returns_none"), "00001")
     assert status.failed is False
