@@ -115,7 +115,8 @@ class AirflowCluster:
         self.components: dict[str, Component] = {}
         self.timings: dict[str, float] = {}
         self._token: str | None = None
-        self._client = httpx.Client(base_url=self.base_url, timeout=30)
+        # Generous: a loaded CI machine answers slowly; this bounds a hang, it measures nothing.
+        self._client = httpx.Client(base_url=self.base_url, timeout=120)
         bundle_list = [
             {
                 "name": name,

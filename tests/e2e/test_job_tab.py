@@ -68,7 +68,7 @@ class AirflowUI:
     def token(self, user: str) -> str:
         if user not in self.tokens:
             response = httpx.post(
-                f"{self.url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30
+                f"{self.url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=120
             )
             response.raise_for_status()
             self.tokens[user] = response.json()["access_token"]
@@ -76,14 +76,14 @@ class AirflowUI:
 
     def get(self, path: str, user: str | None = "admin", **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(user)}"} if user else {}
-        return httpx.get(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=120, **kwargs)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         response = httpx.post(
             f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
             json={"logical_date": None, "conf": conf or {}},
             headers={"Authorization": f"Bearer {self.token('admin')}"},
-            timeout=30,
+            timeout=120,
         )
         response.raise_for_status()
         return str(response.json()["dag_run_id"])
@@ -276,11 +276,11 @@ def test_the_auth_manager_decides(airflow_ui: AirflowUI, finished_runs: dict[str
     assert anonymous.status_code == 401, anonymous.text
     # A token that is not the api-server's: refused.
     forged = httpx.get(
-        f"{airflow_ui.url}{path}", params=params, headers={"Authorization": "Bearer not.a.jwt"}, timeout=30
+        f"{airflow_ui.url}{path}", params=params, headers={"Authorization": "Bearer not.a.jwt"}, timeout=120
     )
     assert forged.status_code == 403 and "executor" not in forged.text
     forged_cookie = httpx.get(
-        f"{airflow_ui.url}{path}", params=params, cookies={"_token": "x.y.z"}, timeout=30
+        f"{airflow_ui.url}{path}", params=params, cookies={"_token": "x.y.z"}, timeout=120
     )
     assert forged_cookie.status_code == 403
     # bob may read another DAG only: 403 for this one...
@@ -382,7 +382,7 @@ def test_the_tab_follows_a_running_job_in_a_browser(airflow_ui: AirflowUI) -> No
             assert "4 done" not in frame.locator("p.counts").inner_text()
             # The page fetches itself again every few seconds: the counts change in place.
             expect(frame.locator("p.counts")).to_contain_text("4 done", timeout=120_000)
-            expect(content).to_have_attribute("data-final", "true", timeout=30_000)
+            expect(content).to_have_attribute("data-final", "true", timeout=120_000)
         finally:
             browser.close()
 
