@@ -67,7 +67,9 @@ STORAGE_BACKENDS = S3_STORAGE_BACKENDS | {
     "infinispan",
 }
 # Sections that are not backends but may appear in a Lithops config.
-OTHER_SECTIONS = frozenset({"lithops", "aws", "ibm", "gcp", "azure", "aliyun", "oracle", "standalone", "rabbitmq"})
+OTHER_SECTIONS = frozenset(
+    {"lithops", "aws", "ibm", "gcp", "azure", "aliyun", "oracle", "standalone", "rabbitmq"}
+)
 # pywren-ibm-cloud's sections count too: pywren_executor_config serves both engines.
 CONFIG_SECTIONS = COMPUTE_BACKENDS | STORAGE_BACKENDS | OTHER_SECTIONS | PYWREN_SECTIONS
 # Flat override keys that belong in the ``lithops`` section, as FunctionExecutor's

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -151,21 +152,36 @@ def run_dag_test(dags_folder: str, dag_id: str) -> tuple[str, dict[str, Any]]:
     """Run ``dag_id`` from ``dags_folder`` with ``dag.test()`` (triggers run inline) and
     return the run's state and every task's ``return_value`` XCom.
 
-    The metadata DB of ``AIRFLOW_HOME`` must have been migrated (``airflow db migrate``).
+    ``dag.test()`` serializes the DAGs of Airflow's "dags-folder" bundle, whose path is
+    ``settings.DAGS_FOLDER`` as read when Airflow was imported: it points at
+    ``dags_folder`` for the run (and back after), so that a process can test DAGs of
+    several folders. The metadata DB of ``AIRFLOW_HOME`` must have been migrated
+    (``airflow db migrate``).
     """
+    from airflow import settings
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     if dags_folder not in sys.path:
         sys.path.insert(0, dags_folder)  # as Airflow does for the DAG folder
-    bag = DagBag(dags_folder)
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
-    if dag is None:
-        raise KeyError(f"no DAG {dag_id!r} in {dags_folder}")
-    run = dag.test()
+    saved_folder, saved_env = settings.DAGS_FOLDER, os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
+    settings.DAGS_FOLDER = dags_folder
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = dags_folder
+    try:
+        bag = DagBag(dags_folder)
+        if bag.import_errors:
+            raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+        dag = bag.get_dag(dag_id)
+        if dag is None:
+            raise KeyError(f"no DAG {dag_id!r} in {dags_folder}")
+        run = dag.test()
+    finally:
+        settings.DAGS_FOLDER = saved_folder
+        if saved_env is None:
+            os.environ.pop("AIRFLOW__CORE__DAGS_FOLDER", None)
+        else:
+            os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = saved_env
     results: dict[str, Any] = {}
     with create_session() as session:
         query = XComModel.get_many(run_id=run.run_id, key="return_value", dag_ids=dag_id)
