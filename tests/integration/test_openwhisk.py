@@ -321,20 +321,20 @@ def test_activation_killed_at_its_time_limit(faas: Faas) -> None:
     (ns, pkg, name), _ = next(iter(faas.fake.actions.items()))
     answer = requests.put(
         f"{faas.fake.endpoint}/api/v1/namespaces/{ns}/actions/{pkg}/{name}?overwrite=true",
-        json={"limits": {"timeout": 3000}},
+        json={"limits": {"timeout": 8000}},
         auth=tuple(faas.api_key.split(":", 1)),  # type: ignore[arg-type]
         verify=faas.fake.ca_bundle,
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
     op = PyWrenMapOperator(
-        task_id="t", map_function=sleep_then, map_iterdata=[(7, 60)], timeout=5, deferrable=False
+        task_id="t", map_function=sleep_then, map_iterdata=[(7, 60)], timeout=12, deferrable=False
     )
     with pytest.raises(AirflowException, match=r"(?s)M000/00000.*wrote no status"):
         run(op)
     killed = [a for a in faas.fake.invocations_of("M000") if a.activation_id not in earlier]
     assert len(killed) == 1 and killed[0].status == "developer error"
-    assert "exceeded its time limits of 3000 milliseconds" in killed[0].result["error"]
+    assert "exceeded its time limits of 8000 milliseconds" in killed[0].result["error"]
 
 
 # --- today's behaviour with more calls than max_workers (issue 12, item 4) --------------------

@@ -30,6 +30,9 @@ def run(workdir: str) -> dict[str, object]:
         module = importlib.util.module_from_spec(spec)
         sys.modules["main__"] = module
         spec.loader.exec_module(module)
+        # Init is over: the action's time limit runs from here, as OpenWhisk's /run.
+        with open(os.path.join(workdir, "run_started"), "w", encoding="utf-8"):
+            pass
         result = module.main(params)
     except BaseException as err:  # an action that raises is an application error
         traceback.print_exc()

@@ -16,7 +16,7 @@ It serves what those backends call (``lithops/libs/openwhisk/client.py``):
 
 and answers as the service does: 401 for a bad key or token, 404 for a missing action
 or package, 429 once ``concurrency_limit`` activations are in flight, and an activation
-that outlives its action's ``limits.timeout`` is killed ("developer error").
+whose run outlives its action's ``limits.timeout`` is killed ("developer error").
 
 Every activation is a process of its own, as a container is: the action's zip is unpacked
 into a private temp dir (also its ``TMPDIR`` and ``HOME``: Lithops unpacks the job's
@@ -59,6 +59,8 @@ IAM_GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
 IAM_TOKEN_LIFETIME = 3600
 # OpenWhisk answers a blocking invoke with 202 + activationId after about a minute.
 DEFAULT_BLOCKING_WAIT = 60.0
+# How long an activation may take to start its action (unzip, imports) before the limit runs.
+INIT_TIMEOUT = 120.0
 _serial = itertools.count(1)
 
 
@@ -118,6 +120,11 @@ class Activation:
             "response": {"status": self.status, "success": self.status == "success", "result": self.result},
             "logs": self.logs.splitlines()[-200:],
         }
+
+
+def _unzip(code: bytes, directory: str) -> None:
+    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+        archive.extractall(directory)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -524,8 +531,8 @@ class FakeOpenWhisk:
         workdir = tempfile.mkdtemp(prefix=f"act-{activation.activation_id[:8]}-", dir=self.workdir)
         try:
             action_dir = os.path.join(workdir, "action")
-            with zipfile.ZipFile(io.BytesIO(action.code)) as archive:
-                archive.extractall(action_dir)
+            # Off the event loop: the API keeps answering while containers are prepared.
+            await asyncio.get_running_loop().run_in_executor(None, _unzip, action.code, action_dir)
             tmp = os.path.join(workdir, "tmp")
             os.makedirs(tmp)
             env = {
@@ -558,9 +565,16 @@ class FakeOpenWhisk:
             process.stdin.write(json.dumps(activation.params).encode())
             await process.stdin.drain()
             process.stdin.close()
-            remaining = action.timeout_s - (time.time() - activation.start)
+            # OpenWhisk's limit covers the run, not the container's init (unzip, imports).
+            marker = os.path.join(workdir, "run_started")
+            init_deadline = time.monotonic() + INIT_TIMEOUT
+            while not os.path.exists(marker) and process.returncode is None:
+                if time.monotonic() > init_deadline:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
             try:
-                await asyncio.wait_for(process.wait(), max(remaining, 0.01))
+                await asyncio.wait_for(process.wait(), action.timeout_s)
             except asyncio.TimeoutError:
                 self._kill(activation.activation_id)
                 await process.wait()
