@@ -38,6 +38,11 @@ import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
 from pywren_deferrable.extras import check_backend_modules
+from pywren_deferrable.faas_dispatch import (
+    DispatchRefused,
+    InvocationAudit,
+    make_ibm_cf_redeploy_lock_reentrant,
+)
 from pywren_deferrable.hooks.ibm_iam import give_lithops_an_iam_token
 from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
@@ -155,18 +160,29 @@ def job_summary(fexec: Any, futures: list[Any]) -> dict[str, Any]:
     return summarize_futures(fexec.executor_id, futures, lithops.__version__)
 
 
-def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> None:
+def wait_until_dispatched(
+    fexec: Any,
+    *,
+    timeout: float,
+    poll: float = 0.5,
+    audit: InvocationAudit | None = None,
+    total_calls: dict[str, int] | None = None,
+) -> None:
     """Block until every call of the executor has been handed to the FaaS backend.
 
     Lithops' FaaS invoker keeps calls beyond ``max_workers`` in ``pending_calls_q``
     and invokes them as its local monitor sees calls finish; those would be lost if
-    the process exited. With the remote invoker there is nothing pending.
+    the process exited. With the remote invoker there is nothing pending. With an
+    ``audit`` of the backend's answers, it then waits until every call of
+    ``total_calls`` (job id -> count) has an activation id, and fails on a refusal.
     """
     invoker = fexec.invoker
     pending_q = getattr(invoker, "pending_calls_q", None)
     deadline = time.monotonic() + timeout
     warned = False
     while pending_q is not None and not pending_q.empty():
+        if audit is not None and audit.refused:
+            break  # reported below
         if not warned:
             log.warning(
                 "%d call chunks are waiting for a free worker slot in this process; the task "
@@ -180,9 +196,17 @@ def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> N
                 "lose them. Use remote_invocation=True (the backend's remote_invoker) for large jobs"
             )
         time.sleep(poll)
-    pool = getattr(invoker, "executor", None)
-    if pool is not None:
-        pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
+    if audit is None or total_calls is None:
+        pool = getattr(invoker, "executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
+        return
+    try:
+        audit.wait_all_accepted(total_calls, timeout=max(deadline - time.monotonic(), 0.0))
+    except DispatchRefused as err:
+        raise SubmitError(str(err)) from err
+    except TimeoutError as err:
+        raise SubmitError(f"{err}; deferring now would lose them") from err
 
 
 def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT) -> JobRef:
@@ -190,16 +214,28 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
     import lithops
 
     submitted_at = time.time()
+    if spec.config.get("lithops", {}).get("backend") == "ibm_cf":
+        make_ibm_cf_redeploy_lock_reentrant()
     fexec = lithops.FunctionExecutor(config=spec.config)
+    # FaaS backends are invoked call by call: know which calls the platform accepted.
+    audit = (
+        InvocationAudit(fexec.compute_handler) if fexec.compute_handler.get_backend_type() == "faas" else None
+    )
     try:
-        futures = run_on_executor(fexec, spec)
-    except Exception as err:
-        raise SubmitError(
-            f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
-        ) from err
-    wait_until_dispatched(fexec, timeout=timeout)
+        try:
+            futures = run_on_executor(fexec, spec)
+        except Exception as err:
+            raise SubmitError(
+                f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
+            ) from err
+        summary = job_summary(fexec, futures)
+        wait_until_dispatched(fexec, timeout=timeout, audit=audit, total_calls=summary["total_calls"])
+    except BaseException:
+        fexec.invoker.stop()  # no retry of a failed submission behind the task's back
+        fexec.job_monitor.stop()
+        raise
     fexec.job_monitor.stop()
-    return job_ref(spec, job_summary(fexec, futures), submitted_at)
+    return job_ref(spec, summary, submitted_at)
 
 
 def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runner: Any) -> JobRef:
