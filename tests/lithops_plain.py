@@ -19,6 +19,8 @@ from typing import Any
 
 import cloudpickle
 
+from pywren_deferrable.submit import LITHOPS_SESSION_ENV
+
 
 @dataclass
 class PlainRun:
@@ -57,9 +59,13 @@ def run_plain(
             )
         tmp = os.path.join(directory, "tmp")
         os.mkdir(tmp)
+        # A fresh Lithops session, as a new script has: a process that used Lithops exports
+        # its session id and executor count, and children inheriting them would take the
+        # same executor id as each other, and write under the same job keys.
+        env = {k: v for k, v in os.environ.items() if k not in LITHOPS_SESSION_ENV}
         process = subprocess.run(
             [sys.executable, "-m", "lithops_plain", spec_path, out_path],
-            env=dict(os.environ, TMPDIR=tmp),
+            env=dict(env, TMPDIR=tmp),
             capture_output=True,
             timeout=timeout,
             check=False,

@@ -169,7 +169,13 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
         self.log.info("Every map input done after %d round(s); submitting the reducer", len(state.rounds))
         deadline = self.resume_state(event).get("deadline")
         config = self._hook().get_config()
-        reduce_job = self.submit_spec(context, self.reduce_rounds_spec(state, config), deadline)
+        only = RoundResults(state).only_round()
+        # One map job ran every input: its reducer reads it as Lithops' own would (the
+        # results of futures the map calls returned included); rounds are merged by input.
+        spec = (
+            self.reduce_spec(only.job, config) if only is not None else self.reduce_rounds_spec(state, config)
+        )
+        reduce_job = self.submit_spec(context, spec, deadline)
         reduce_state = {"phase": PHASE_REDUCE, "also_clean": state.all_jobs()}
         self.remember_job(context, config, reduce_job, reduce_state)
         return self.wait_for_job(context, reduce_job, deadline=deadline, **reduce_state)
@@ -177,6 +183,7 @@ class PyWrenMapReduceOperator(PyWrenMapOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
         state = self.resume_state(event)
         if RETRY_STATE_KEY in state:
+            self.remember_link_from_event(event)
             return resume_round(self, context, event)
         if state.get("phase") != PHASE_MAP:
             return super().execute_complete(context, event)
