@@ -5,9 +5,11 @@ Two ways, chosen by the compute backend:
 * **In process** (FaaS and batch cloud backends). After ``map()`` returns, Lithops'
   FaaS invoker may still be invoking calls on a thread pool, and keeps the calls
   beyond ``max_workers`` in an in-process queue fed by its local monitor: deferring
-  then would lose them. So we wait until that queue is empty and the invoke pool has
-  finished (immediately true with the backend's ``remote_invoker``, the seed's
-  ``remote_invocation``), and only then defer.
+  then would lose them. On the backends the trigger can invoke (OpenWhisk, IBM Cloud
+  Functions) those calls are left to the trigger instead (:mod:`pywren_deferrable.dispatch`):
+  the task waits only for the first wave. Elsewhere we wait until that queue is empty and
+  the invoke pool has finished (immediately true with the backend's ``remote_invoker``,
+  the seed's ``remote_invocation``), and only then defer.
 * **Detached runner** (the ``localhost`` backend). Lithops runs localhost calls in
   child processes of the submitting process, which therefore cannot exit until the
   job ends. A detached process (``python -m pywren_deferrable.runner``, its own
@@ -181,21 +183,58 @@ def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> N
         pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
 
 
-def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT) -> JobRef:
-    """Submit on a cloud backend from this process, and return once every call is out."""
+def submit_in_process(
+    spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT, dispatch: bool = False
+) -> JobRef:
+    """Submit on a cloud backend from this process, and return once every call is out.
+
+    :param dispatch: leave the calls beyond ``max_workers`` to the trigger (see
+        :mod:`pywren_deferrable.dispatch`) when the backend allows it; only for a task that
+        will run the trigger (a task that returns its JobRef at once has nobody to invoke
+        them, so it waits here as before).
+    """
     import lithops
+
+    from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
 
     submitted_at = time.time()
     fexec = lithops.FunctionExecutor(config=spec.config)
+    capture = None
+    if dispatch:
+        reason = why_not_capture(fexec)
+        if reason is None and fexec.invoker is not None:
+            capture = PendingCapture(fexec)
+        elif reason:
+            log.info("Calls beyond max_workers are invoked from this process (%s)", reason)
     try:
         futures = run_on_executor(fexec, spec)
     except Exception as err:
         raise SubmitError(
             f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
         ) from err
-    wait_until_dispatched(fexec, timeout=timeout)
+    plans: dict[str, Any] = {}
+    if capture is None:
+        wait_until_dispatched(fexec, timeout=timeout)
+    else:
+        capture.wait_first_wave()
+        if capture.errors:
+            where, error = capture.errors[0]
+            fexec.job_monitor.stop()
+            raise SubmitError(
+                f"the compute backend refused {len(capture.errors)} invocation(s) of the first wave "
+                f"(first: {where}): {type(error).__name__}: {error}"
+            )
+        plans = capture.build_plans(spec.config)
+        store_plans(fexec, plans)
+        if plans:
+            pending = sum(len(p.pending) for p in plans.values())
+            log.info(
+                "%d call chunk(s) beyond max_workers=%d left to the trigger (dispatch plan stored with the job)",
+                pending,
+                next(iter(plans.values())).max_workers,
+            )
     fexec.job_monitor.stop()
-    return job_ref(spec, job_summary(fexec, futures), submitted_at)
+    return job_ref(spec, job_summary(fexec, futures), submitted_at, dispatch=tuple(sorted(plans)))
 
 
 def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runner: Any) -> JobRef:
@@ -329,8 +368,12 @@ def is_localhost(config: dict[str, Any]) -> bool:
     return bool(config.get("lithops", {}).get("backend") == "localhost")
 
 
-def submit(spec: JobSpec, *, deadline: float | None, name: str = "job") -> JobRef:
-    """Submit ``spec`` the way its engine and backend need (see the module docstring)."""
+def submit(spec: JobSpec, *, deadline: float | None, name: str = "job", dispatch: bool = False) -> JobRef:
+    """Submit ``spec`` the way its engine and backend need (see the module docstring).
+
+    :param dispatch: the task will run the trigger, which can invoke the calls beyond
+        ``max_workers`` of a FaaS backend (see :func:`submit_in_process`).
+    """
     if engine_of(spec.config) == ENGINE_PYWREN or is_localhost(spec.config):
         return submit_detached(spec, deadline=deadline, name=name)
-    return submit_in_process(spec)
+    return submit_in_process(spec, dispatch=dispatch)
