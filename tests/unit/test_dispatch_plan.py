@@ -79,7 +79,7 @@ def test_secrets_leave_and_come_back_from_the_connection():
 def test_a_secret_only_lithops_knows_cannot_be_planned():
     config = lithops_config()
     config["minio"]["secret_access_key"] = "not-in-the-connection"
-    with pytest.raises(PlanError, match="minio.secret_access_key .* not in the Connection"):
+    with pytest.raises(PlanError, match=r"minio\.secret_access_key .* not in the Connection"):
         find_secrets(config, connection_config())
 
 
@@ -88,7 +88,7 @@ def test_a_secret_removed_from_the_connection_is_a_clear_error():
     stripped = strip_secrets(lithops_config(), refs)
     connection = connection_config()
     del connection["openwhisk"]["api_key"]
-    with pytest.raises(PlanError, match="no longer has openwhisk.api_key") as err:
+    with pytest.raises(PlanError, match=r"no longer has openwhisk\.api_key") as err:
         restore_secrets(stripped, refs, connection)
     assert OW_SECRET not in str(err.value)
 
