@@ -196,6 +196,7 @@ def submit_in_process(
     import lithops
 
     from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
+    from pywren_deferrable.dispatch.plan import PlanError
 
     submitted_at = time.time()
     fexec = lithops.FunctionExecutor(config=spec.config)
@@ -224,7 +225,14 @@ def submit_in_process(
                 f"the compute backend refused {len(capture.errors)} invocation(s) of the first wave "
                 f"(first: {where}): {type(error).__name__}: {error}"
             )
-        plans = capture.build_plans(spec.config)
+        try:
+            plans = capture.build_plans(spec.config)
+        except PlanError as err:
+            fexec.job_monitor.stop()
+            raise SubmitError(
+                f"the first {fexec.invoker.max_workers} call chunk(s) are running, but the rest cannot be "
+                f"left to the trigger: {err}"
+            ) from None
         store_plans(fexec, plans)
         if plans:
             pending = sum(len(p.pending) for p in plans.values())

@@ -254,7 +254,8 @@ class Dispatcher:
                 )
             self._outage_since, self._retry_delay, self._retry_at = None, FIRST_RETRY_DELAY, 0.0
             return
-        self._outage_since = self._outage_since or now
+        if self._outage_since is None:
+            self._outage_since = now
         if now - self._outage_since > self.max_outage:
             raise DispatchError(
                 f"the compute backend refused or failed invocations for more than {self.max_outage:.0f}s: "
