@@ -183,6 +183,8 @@ def invoke_target(backend: Any, name: str, payload: dict[str, Any], config: dict
     """Where and how the trigger invokes the job's action (no secret: ``auth`` names the
     config key that holds the credential, which the trigger reads from the Connection)."""
     action = backend._format_function_name(payload["runtime_name"], payload["runtime_memory"])
+    if name == "ibm_cf":
+        backend._get_or_create_namespace()  # cached by Lithops after its first invocation
     client = backend.cf_client
     target: dict[str, Any] = {
         "endpoint": client.endpoint,
