@@ -24,6 +24,7 @@ BENCHMARKS = {
     "latency": "benchmarks.bench_latency",
     "fetch": "benchmarks.bench_fetch",
     "e2e": "benchmarks.bench_e2e",
+    "dispatch": "benchmarks.bench_dispatch",
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from pywren_deferrable.hooks.ibm_iam import shared_token_manager
+from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError, IamError, shared_token_manager
 
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF = 0.5
@@ -107,7 +107,12 @@ class OpenWhiskInvoker:
     async def _authorization(self) -> tuple[str, int | None]:
         if self._kind == "basic":
             return self._basic, None
-        token = await self._manager.token()
+        try:
+            token = await self._manager.token()
+        except IamAuthenticationError as err:
+            raise DispatchRefused(f"{self.url}: {err}") from None
+        except IamError as err:  # IAM unreachable: the dispatch is retried later
+            raise DispatchUnavailable(f"{self.url}: {err}") from None
         return f"Bearer {token.value}", token.generation
 
     async def invoke(self, payload: dict[str, Any]) -> str:
