@@ -39,6 +39,13 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
+from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
+from pywren_deferrable.dispatch.plan import DispatchPlan, PlanError
+from pywren_deferrable.faas_dispatch import (
+    DispatchRefused,
+    InvocationAudit,
+    make_ibm_cf_redeploy_lock_reentrant,
+)
 from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
 log = logging.getLogger(__name__)
@@ -153,18 +160,29 @@ def job_summary(fexec: Any, futures: list[Any]) -> dict[str, Any]:
     return summarize_futures(fexec.executor_id, futures, lithops.__version__)
 
 
-def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> None:
+def wait_until_dispatched(
+    fexec: Any,
+    *,
+    timeout: float,
+    poll: float = 0.5,
+    audit: InvocationAudit | None = None,
+    total_calls: dict[str, int] | None = None,
+) -> None:
     """Block until every call of the executor has been handed to the FaaS backend.
 
     Lithops' FaaS invoker keeps calls beyond ``max_workers`` in ``pending_calls_q``
     and invokes them as its local monitor sees calls finish; those would be lost if
-    the process exited. With the remote invoker there is nothing pending.
+    the process exited. With the remote invoker there is nothing pending. With an
+    ``audit`` of the backend's answers, it then waits until every call of
+    ``total_calls`` (job id -> count) has an activation id, and fails on a refusal.
     """
     invoker = fexec.invoker
     pending_q = getattr(invoker, "pending_calls_q", None)
     deadline = time.monotonic() + timeout
     warned = False
     while pending_q is not None and not pending_q.empty():
+        if audit is not None and audit.refused:
+            break  # reported below
         if not warned:
             log.warning(
                 "%d call chunks are waiting for a free worker slot in this process; the task "
@@ -178,9 +196,17 @@ def wait_until_dispatched(fexec: Any, *, timeout: float, poll: float = 0.5) -> N
                 "lose them. Use remote_invocation=True (the backend's remote_invoker) for large jobs"
             )
         time.sleep(poll)
-    pool = getattr(invoker, "executor", None)
-    if pool is not None:
-        pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
+    if audit is None or total_calls is None:
+        pool = getattr(invoker, "executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)  # in-flight invocations must be accepted before we leave
+        return
+    try:
+        audit.wait_all_accepted(total_calls, timeout=max(deadline - time.monotonic(), 0.0))
+    except DispatchRefused as err:
+        raise SubmitError(str(err)) from err
+    except TimeoutError as err:
+        raise SubmitError(f"{err}; deferring now would lose them") from err
 
 
 def submit_in_process(
@@ -195,10 +221,9 @@ def submit_in_process(
     """
     import lithops
 
-    from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
-    from pywren_deferrable.dispatch.plan import PlanError
-
     submitted_at = time.time()
+    if spec.config.get("lithops", {}).get("backend") == "ibm_cf":
+        make_ibm_cf_redeploy_lock_reentrant()
     fexec = lithops.FunctionExecutor(config=spec.config)
     capture = None
     if dispatch:
@@ -207,42 +232,75 @@ def submit_in_process(
             capture = PendingCapture(fexec)
         elif reason:
             log.info("Calls beyond max_workers are invoked from this process (%s)", reason)
+    # FaaS backends are invoked call by call: know which calls the platform accepted.
+    audit = (
+        InvocationAudit(fexec.compute_handler) if fexec.compute_handler.get_backend_type() == "faas" else None
+    )
     try:
-        futures = run_on_executor(fexec, spec)
-    except Exception as err:
-        raise SubmitError(
-            f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
-        ) from err
-    plans: dict[str, Any] = {}
-    if capture is None:
-        wait_until_dispatched(fexec, timeout=timeout)
-    else:
-        capture.wait_first_wave()
-        if capture.errors:
-            where, error = capture.errors[0]
-            fexec.job_monitor.stop()
-            raise SubmitError(
-                f"the compute backend refused {len(capture.errors)} invocation(s) of the first wave "
-                f"(first: {where}): {type(error).__name__}: {error}"
-            )
         try:
-            plans = capture.build_plans(spec.config)
-        except PlanError as err:
-            fexec.job_monitor.stop()
+            futures = run_on_executor(fexec, spec)
+        except Exception as err:
             raise SubmitError(
-                f"the first {fexec.invoker.max_workers} call chunk(s) are running, but the rest cannot be "
-                f"left to the trigger: {err}"
-            ) from None
-        store_plans(fexec, plans)
-        if plans:
-            pending = sum(len(p.pending) for p in plans.values())
-            log.info(
-                "%d call chunk(s) beyond max_workers=%d left to the trigger (dispatch plan stored with the job)",
-                pending,
-                next(iter(plans.values())).max_workers,
-            )
+                f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
+            ) from err
+        summary = job_summary(fexec, futures)
+        plans: dict[str, DispatchPlan] = {}
+        if capture is None:
+            wait_until_dispatched(fexec, timeout=timeout, audit=audit, total_calls=summary["total_calls"])
+        else:
+            plans = _leave_to_trigger(fexec, capture, audit, spec.config, summary["total_calls"])
+    except BaseException:
+        fexec.invoker.stop()  # no retry of a failed submission behind the task's back
+        fexec.job_monitor.stop()
+        raise
     fexec.job_monitor.stop()
-    return job_ref(spec, job_summary(fexec, futures), submitted_at, dispatch=tuple(sorted(plans)))
+    return job_ref(spec, summary, submitted_at, dispatch=tuple(sorted(plans)))
+
+
+def _leave_to_trigger(
+    fexec: Any,
+    capture: PendingCapture,
+    audit: InvocationAudit | None,
+    connection_config: dict[str, Any],
+    total_calls: dict[str, int],
+) -> dict[str, DispatchPlan]:
+    """Wait for the first wave only, and store the plans of the chunks left to the trigger.
+
+    Every call must end up either accepted by the platform or in a plan: anything else
+    would be lost, so it fails the submit."""
+    capture.wait_first_wave()
+    if capture.errors:
+        where, error = capture.errors[0]
+        raise SubmitError(
+            f"the compute backend refused {len(capture.errors)} invocation(s) of the first wave "
+            f"(first: {where}): {type(error).__name__}: {error}"
+        )
+    try:
+        plans = capture.build_plans(connection_config)
+    except PlanError as err:
+        raise SubmitError(
+            f"the first {fexec.invoker.max_workers} call chunk(s) are running, but the rest cannot be "
+            f"left to the trigger: {err}"
+        ) from None
+    if audit is not None:
+        first_wave = {
+            job_id: total - sum(len(c.call_ids) for c in plans[job_id].pending) if job_id in plans else total
+            for job_id, total in total_calls.items()
+        }
+        try:
+            audit.wait_all_accepted(first_wave, timeout=0.0)
+        except DispatchRefused as err:
+            raise SubmitError(str(err)) from err
+        except TimeoutError as err:
+            raise SubmitError(f"{err}; deferring now would lose them") from err
+    store_plans(fexec, plans)
+    if plans:
+        log.info(
+            "%d call chunk(s) beyond max_workers=%d left to the trigger (dispatch plan stored with the job)",
+            sum(len(p.pending) for p in plans.values()),
+            next(iter(plans.values())).max_workers,
+        )
+    return plans
 
 
 def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runner: Any) -> JobRef:
