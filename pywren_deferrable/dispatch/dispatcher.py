@@ -213,7 +213,8 @@ class Dispatcher:
         unavailable: BaseException | None = None
         for (job_id, index), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, DispatchRefused):
-                raise outcome
+                # Which job's calls will not run, and why (the message names no secret).
+                raise DispatchRefused(f"job {job_id}: {outcome}") from None
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, DispatchUnavailable | PlanError):
                     raise outcome
