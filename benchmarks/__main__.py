@@ -26,6 +26,7 @@ BENCHMARKS = {
     "e2e": "benchmarks.bench_e2e",
     "storages": "benchmarks.bench_storages",
     "jobview": "benchmarks.bench_jobview",
+    "dispatch": "benchmarks.bench_dispatch",
 }
 
 

@@ -280,6 +280,23 @@ def split_job_key(key: str, engine: str = ENGINE_LITHOPS) -> tuple[str, str]:
     return validate_executor_id(executor_id, engine), validate_job_id(job_id)
 
 
+# A job's own objects that are ours, not the engine's: under the job prefix (so the
+# cleanup of the job covers them), in a folder no call id can be.
+DISPATCH_FOLDER = "pywren-deferrable.dispatch"
+
+
+def dispatch_plan_key(executor_id: str, job_id: str) -> str:
+    """Where the worker leaves the calls it did not invoke, for the trigger to invoke them
+    (see :mod:`pywren_deferrable.dispatch`). Under the job prefix: cleaned with the job."""
+    return f"{job_prefix(executor_id, job_id)}{DISPATCH_FOLDER}/plan.json"
+
+
+def dispatch_cursor_key(executor_id: str, job_id: str) -> str:
+    """How far the trigger has dispatched a job's plan: written only after the backend
+    accepted a batch, so that a new trigger resumes there (at-least-once)."""
+    return f"{job_prefix(executor_id, job_id)}{DISPATCH_FOLDER}/cursor.json"
+
+
 LINEAGE_PREFIX = "pywren-deferrable/lineage/"
 
 
@@ -355,6 +372,9 @@ class JobRef:
     :param call_timeout: how long one call may run (the engine's execution timeout), seconds.
     :param engine: ``lithops`` or ``pywren`` (pywren-ibm-cloud 1.7.3): which key layout
         and status format the job's objects have.
+    :param dispatch: the job ids whose calls beyond ``max_workers`` were left to the
+        trigger, in a dispatch plan stored with the job (see :mod:`pywren_deferrable.dispatch`).
+        A flag, not the plan: the plan is in storage, its secrets in the Connection.
     """
 
     executor_id: str
@@ -368,11 +388,17 @@ class JobRef:
     submitted_at: float | None = None
     call_timeout: float | None = None
     engine: str = ENGINE_LITHOPS
+    dispatch: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_executor_id(self.executor_id, self.engine)
         if not self.job_ids:
             raise ValueError("a JobRef needs at least one job id")
+        for job_id in self.dispatch:
+            if job_id not in self.job_ids:
+                raise ValueError(f"dispatch names job {job_id!r}, which is not one of {self.job_ids}")
+            if self.engine != ENGINE_LITHOPS:
+                raise ValueError("only Lithops jobs have dispatch plans")
         for job_id in self.job_ids:
             validate_job_id(job_id)
             count = self.total_calls.get(job_id)
@@ -405,6 +431,14 @@ class JobRef:
         """See :func:`list_start_after`."""
         return list_start_after(self.executor_id, job_id, last_done_call, self.engine)
 
+    def dispatch_plan_key(self, job_id: str) -> str:
+        """See :func:`dispatch_plan_key`."""
+        return dispatch_plan_key(self.executor_id, job_id)
+
+    def dispatch_cursor_key(self, job_id: str) -> str:
+        """See :func:`dispatch_cursor_key`."""
+        return dispatch_cursor_key(self.executor_id, job_id)
+
     def owns(self, key: str) -> bool:
         """True when ``key`` lies under one of this job's own prefixes."""
         return is_key_owned_by_job(key, self.executor_id, list(self.job_ids), self.engine)
@@ -427,6 +461,7 @@ class JobRef:
         """A JSON-able dict (for trigger kwargs and XCom)."""
         data = asdict(self)
         data["job_ids"] = list(self.job_ids)
+        data["dispatch"] = list(self.dispatch)
         return data
 
     @classmethod
@@ -450,5 +485,6 @@ class JobRef:
         storage_known = {f.name for f in fields(StorageLocation)}
         values["storage"] = StorageLocation(**{k: v for k, v in storage.items() if k in storage_known})
         values["job_ids"] = tuple(values.get("job_ids") or ())
+        values["dispatch"] = tuple(values.get("dispatch") or ())
         values["total_calls"] = {str(k): v for k, v in (values.get("total_calls") or {}).items()}
         return cls(**values)

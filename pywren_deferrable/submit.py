@@ -5,9 +5,11 @@ Two ways, chosen by the compute backend:
 * **In process** (FaaS and batch cloud backends). After ``map()`` returns, Lithops'
   FaaS invoker may still be invoking calls on a thread pool, and keeps the calls
   beyond ``max_workers`` in an in-process queue fed by its local monitor: deferring
-  then would lose them. So we wait until that queue is empty and the invoke pool has
-  finished (immediately true with the backend's ``remote_invoker``, the seed's
-  ``remote_invocation``), and only then defer.
+  then would lose them. On the backends the trigger can invoke (OpenWhisk, IBM Cloud
+  Functions) those calls are left to the trigger instead (:mod:`pywren_deferrable.dispatch`):
+  the task waits only for the first wave. Elsewhere we wait until that queue is empty and
+  the invoke pool has finished (immediately true with the backend's ``remote_invoker``,
+  the seed's ``remote_invocation``), and only then defer.
 * **Detached runner** (the ``localhost`` backend). Lithops runs localhost calls in
   child processes of the submitting process, which therefore cannot exit until the
   job ends. A detached process (``python -m pywren_deferrable.runner``, its own
@@ -37,6 +39,8 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
+from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
+from pywren_deferrable.dispatch.plan import DispatchPlan, PlanError
 from pywren_deferrable.extras import check_backend_modules
 from pywren_deferrable.faas_dispatch import (
     DispatchRefused,
@@ -209,14 +213,29 @@ def wait_until_dispatched(
         raise SubmitError(f"{err}; deferring now would lose them") from err
 
 
-def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT) -> JobRef:
-    """Submit on a cloud backend from this process, and return once every call is out."""
+def submit_in_process(
+    spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT, dispatch: bool = False
+) -> JobRef:
+    """Submit on a cloud backend from this process, and return once every call is out.
+
+    :param dispatch: leave the calls beyond ``max_workers`` to the trigger (see
+        :mod:`pywren_deferrable.dispatch`) when the backend allows it; only for a task that
+        will run the trigger (a task that returns its JobRef at once has nobody to invoke
+        them, so it waits here as before).
+    """
     import lithops
 
     submitted_at = time.time()
     if spec.config.get("lithops", {}).get("backend") == "ibm_cf":
         make_ibm_cf_redeploy_lock_reentrant()
     fexec = lithops.FunctionExecutor(config=spec.config)
+    capture = None
+    if dispatch:
+        reason = why_not_capture(fexec)
+        if reason is None and fexec.invoker is not None:
+            capture = PendingCapture(fexec)
+        elif reason:
+            log.info("Calls beyond max_workers are invoked from this process (%s)", reason)
     # FaaS backends are invoked call by call: know which calls the platform accepted.
     audit = (
         InvocationAudit(fexec.compute_handler) if fexec.compute_handler.get_backend_type() == "faas" else None
@@ -229,13 +248,63 @@ def submit_in_process(spec: JobSpec, *, timeout: float = DEFAULT_SUBMIT_TIMEOUT)
                 f"Lithops refused the job: {explain_refusal(spec, f'{type(err).__name__}: {err}')}"
             ) from err
         summary = job_summary(fexec, futures)
-        wait_until_dispatched(fexec, timeout=timeout, audit=audit, total_calls=summary["total_calls"])
+        plans: dict[str, DispatchPlan] = {}
+        if capture is None:
+            wait_until_dispatched(fexec, timeout=timeout, audit=audit, total_calls=summary["total_calls"])
+        else:
+            plans = _leave_to_trigger(fexec, capture, audit, spec.config, summary["total_calls"])
     except BaseException:
         fexec.invoker.stop()  # no retry of a failed submission behind the task's back
         fexec.job_monitor.stop()
         raise
     fexec.job_monitor.stop()
-    return job_ref(spec, summary, submitted_at)
+    return job_ref(spec, summary, submitted_at, dispatch=tuple(sorted(plans)))
+
+
+def _leave_to_trigger(
+    fexec: Any,
+    capture: PendingCapture,
+    audit: InvocationAudit | None,
+    connection_config: dict[str, Any],
+    total_calls: dict[str, int],
+) -> dict[str, DispatchPlan]:
+    """Wait for the first wave only, and store the plans of the chunks left to the trigger.
+
+    Every call must end up either accepted by the platform or in a plan: anything else
+    would be lost, so it fails the submit."""
+    capture.wait_first_wave()
+    if capture.errors:
+        where, error = capture.errors[0]
+        raise SubmitError(
+            f"the compute backend refused {len(capture.errors)} invocation(s) of the first wave "
+            f"(first: {where}): {type(error).__name__}: {error}"
+        )
+    try:
+        plans = capture.build_plans(connection_config)
+    except PlanError as err:
+        raise SubmitError(
+            f"the first {fexec.invoker.max_workers} call chunk(s) are running, but the rest cannot be "
+            f"left to the trigger: {err}"
+        ) from None
+    if audit is not None:
+        first_wave = {
+            job_id: total - sum(len(c.call_ids) for c in plans[job_id].pending) if job_id in plans else total
+            for job_id, total in total_calls.items()
+        }
+        try:
+            audit.wait_all_accepted(first_wave, timeout=0.0)
+        except DispatchRefused as err:
+            raise SubmitError(str(err)) from err
+        except TimeoutError as err:
+            raise SubmitError(f"{err}; deferring now would lose them") from err
+    store_plans(fexec, plans)
+    if plans:
+        log.info(
+            "%d call chunk(s) beyond max_workers=%d left to the trigger (dispatch plan stored with the job)",
+            sum(len(p.pending) for p in plans.values()),
+            next(iter(plans.values())).max_workers,
+        )
+    return plans
 
 
 def job_ref(spec: JobSpec, summary: dict[str, Any], submitted_at: float, **runner: Any) -> JobRef:
@@ -375,14 +444,18 @@ def is_localhost(config: dict[str, Any]) -> bool:
     return bool(config.get("lithops", {}).get("backend") == "localhost")
 
 
-def submit(spec: JobSpec, *, deadline: float | None, name: str = "job") -> JobRef:
+def submit(spec: JobSpec, *, deadline: float | None, name: str = "job", dispatch: bool = False) -> JobRef:
     """Submit ``spec`` the way its engine and backend need (see the module docstring).
 
     A backend whose cloud SDK is not installed fails here, naming the extra to install,
     instead of with a ``ModuleNotFoundError`` from inside Lithops (or its runner). IBM COS
-    with an API key gets its IAM token here, from the Connection's IAM endpoint."""
+    with an API key gets its IAM token here, from the Connection's IAM endpoint.
+
+    :param dispatch: the task will run the trigger, which can invoke the calls beyond
+        ``max_workers`` of a FaaS backend (see :func:`submit_in_process`).
+    """
     check_backend_modules(spec.config)
     give_lithops_an_iam_token(spec.config)
     if engine_of(spec.config) == ENGINE_PYWREN or is_localhost(spec.config):
         return submit_detached(spec, deadline=deadline, name=name)
-    return submit_in_process(spec)
+    return submit_in_process(spec, dispatch=dispatch)

@@ -303,7 +303,8 @@ class PyWrenBaseOperator(BaseOperator):
 
     def submit_spec(self, context: Any, spec: JobSpec, deadline: float | None) -> JobRef:
         """Hand ``spec`` to its engine; return once every call is out (see :mod:`..submit`)."""
-        job = submit(spec, deadline=deadline, name=self._runner_name(context))
+        # Only a task that runs the trigger can leave calls beyond max_workers to it.
+        job = submit(spec, deadline=deadline, name=self._runner_name(context), dispatch=self.wait_for_result)
         self._submitted = job  # for on_kill
         self.log.info(
             "Submitted %s executor %s jobs %s: %d calls (storage %s://%s)",

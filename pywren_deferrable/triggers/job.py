@@ -18,6 +18,7 @@ from aiohttp import ClientError as AiohttpClientError
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pywren_deferrable.dispatch.dispatcher import Dispatcher, DispatchError
 from pywren_deferrable.hooks.lithops import LithopsHook
 from pywren_deferrable.job import JobRef
 from pywren_deferrable.triggers.metrics import TriggerMetrics
@@ -30,6 +31,9 @@ DEFAULT_MAX_OUTAGE = 300.0
 BACKOFF_FACTOR = 1.5
 FIRST_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 10.0
+# While a dispatch plan has calls left, poll at least this often: a finished call frees a
+# worker only once the trigger has seen it.
+DISPATCH_POLL_INTERVAL = 2.0
 # S3 error codes that mean "try again later", not "you are wrong".
 TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable", "InternalError"}
@@ -191,6 +195,17 @@ class PyWrenJobTrigger(BaseTrigger):
         if self.invalid:
             return self._event(EVENT_ERROR, None, self.invalid)
         hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
+        # The calls beyond max_workers that the worker left to us (FaaS backends).
+        dispatcher = (
+            Dispatcher(self.job, hook.aget_config, max_outage=self.max_outage) if self.job.dispatch else None
+        )
+        try:
+            return await self._poll_loop(hook, dispatcher)
+        finally:
+            if dispatcher is not None:
+                await dispatcher.close()
+
+    async def _poll_loop(self, hook: LithopsHook, dispatcher: Dispatcher | None) -> TriggerEvent:
         poller = JobPoller(self.job)
         interval = min(MIN_POLL_INTERVAL, self.poll_interval)
         progress_log = ProgressLog()
@@ -205,14 +220,29 @@ class PyWrenJobTrigger(BaseTrigger):
 
         async with hook.astatus_source(self.job.storage) as source:
             while True:
+                dispatched = 0
                 try:
+                    if dispatcher is not None and not dispatcher.loaded:
+                        await dispatcher.load(source)
+                        poller.not_invoked = dispatcher.undispatched_calls()
                     requests_before, poll_started = source.requests, time.monotonic()
                     result = await poller.poll(source)
                     metrics.poll(result, source.requests - requests_before, time.monotonic() - poll_started)
+                    if (
+                        dispatcher is not None
+                        and not result.complete
+                        and not (result.failed and self.fail_fast)
+                    ):
+                        dispatched = await dispatcher.step(source, result)
+                        poller.not_invoked = dispatcher.undispatched_calls()
                     if outage_since is not None:
                         self.log.info("storage reachable again after %.0fs", time.monotonic() - outage_since)
                     outage_since = None
                     retry_delay = FIRST_RETRY_DELAY
+                except DispatchError as err:
+                    return fire(
+                        self._event(EVENT_ERROR, result, f"could not invoke the job's remaining calls: {err}")
+                    )
                 except Exception as err:
                     if not is_transient(err):
                         raise
@@ -247,10 +277,12 @@ class PyWrenJobTrigger(BaseTrigger):
                         )
                     )
                 # Fast while calls are finishing, backing off to poll_interval when idle.
-                if result.new_done:
+                if result.new_done or dispatched:
                     interval = min(MIN_POLL_INTERVAL, self.poll_interval)
                 else:
                     interval = min(interval * BACKOFF_FACTOR, self.poll_interval)
+                if dispatcher is not None and dispatcher.remaining():
+                    interval = min(interval, DISPATCH_POLL_INTERVAL)
                 if self.deadline is not None:
                     interval = max(0.0, min(interval, self.deadline - time.time()))
                 await asyncio.sleep(interval)

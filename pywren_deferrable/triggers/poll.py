@@ -187,6 +187,9 @@ class JobPoller:
         self._clock = clock
         self._last_change = job.submitted_at or clock()
         self._seen = 0
+        # Calls not handed to the backend yet, per job (a dispatch plan's pending ones):
+        # they cannot be late for a start (see pywren_deferrable.dispatch).
+        self.not_invoked: dict[str, set[str]] = {}
 
     def _declare_lost_calls(self, progress: JobProgress, now: float) -> None:
         """Mark as failed the calls that will never report (see the class docstring)."""
@@ -202,8 +205,9 @@ class JobPoller:
                         "(it timed out, or its worker died)",
                     )
         if self.start_timeout is not None and now - self._last_change > self.start_timeout:
+            waiting = self.not_invoked.get(progress.job_id, set())
             for call in progress.order:
-                if call not in progress.done and call not in progress.started:
+                if call not in progress.done and call not in progress.started and call not in waiting:
                     progress.done.add(call)
                     progress.failed[call] = lost_call(
                         call,

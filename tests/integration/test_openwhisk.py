@@ -25,9 +25,10 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from openwhisk_fake import FakeOpenWhisk
 from payloads.functions import add, sleep_then, total
 
-from pywren_deferrable import PyWrenMapOperator, PyWrenMapReduceOperator
+from pywren_deferrable import PyWrenJobTrigger, PyWrenMapOperator, PyWrenMapReduceOperator
+from pywren_deferrable.dispatch.plan import DispatchPlan
 from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, LocalS3Server, run_dag_test
-from pywren_deferrable.job import status_key
+from pywren_deferrable.job import JobRef, status_key
 
 pytestmark = pytest.mark.integration
 
@@ -259,18 +260,44 @@ def test_missing_action(faas: Faas) -> None:
 
 
 @pytest.mark.parametrize("faas", ["openwhisk"], indirect=True)
-async def test_throttling_is_retried_and_every_call_is_out_before_deferring(faas: Faas) -> None:
-    """Above the platform's concurrency limit invocations get 429; Lithops' invoker retries
-    them. The task may defer only once every call has been accepted."""
+async def test_throttling_is_retried_and_every_call_is_out_before_deferring(
+    faas: Faas, s3_server: LocalS3Server, bucket: str
+) -> None:
+    """Above the platform's concurrency limit invocations get 429. A task that returns its
+    JobRef at once (``wait_for_result=False``) returns only once Lithops' invoker has retried
+    every call into acceptance. A task that defers leaves the throttled chunks of its first
+    wave to the trigger (pywren_deferrable.dispatch): at deferral every call is accepted or
+    in the job's dispatch plan, and each runs once."""
+    every = ["00000", "00001", "00002", "00003"]
     faas.fake.concurrency_limit = 2
+    returned = PyWrenMapOperator(
+        task_id="t", map_function=sleep_then, map_iterdata=[(i, 2) for i in range(4)], wait_for_result=False
+    )
+    job = JobRef.from_dict(run(returned))
+    assert faas.fake.throttled > 0 and job.dispatch == ()
+    assert sorted(faas.calls_invoked("M000")) == every
+    event = await PyWrenJobTrigger(job=job.to_dict(), poll_interval=1).wait_for_event()
+    assert event.payload["status"] == "success", event.payload
+
+    throttled_before = faas.fake.throttled
+    invoked_before = len(faas.fake.invocations_of("M000"))
     op = PyWrenMapOperator(
         task_id="t", map_function=sleep_then, map_iterdata=[(i, 2) for i in range(4)], deferrable=True
     )
     deferred, _ = defer(op)
-    assert faas.fake.throttled > 0
-    assert sorted(faas.calls_invoked("M000")) == ["00000", "00001", "00002", "00003"]
+    assert faas.fake.throttled > throttled_before
+    job = deferred.trigger.job  # type: ignore[attr-defined]
+    assert job.dispatch == ("M000",)
+    raw = s3_server.client().get_object(Bucket=bucket, Key=job.dispatch_plan_key("M000"))["Body"].read()
+    left = [c for chunk in DispatchPlan.from_json(raw).pending for c in chunk.call_ids]
+
+    def calls_of_this_job() -> list[str]:
+        activations = faas.fake.invocations_of("M000")[invoked_before:]
+        return [c for a in activations if a.params["executor_id"] == job.executor_id for c in a.call_ids]
+
+    assert sorted(calls_of_this_job() + left) == every
     assert await resume(op, deferred) == [0, 1, 2, 3]
-    assert sorted(faas.calls_invoked("M000")) == ["00000", "00001", "00002", "00003"]  # none twice
+    assert sorted(calls_of_this_job()) == every  # none twice
 
 
 @pytest.mark.parametrize("faas", ["openwhisk"], indirect=True)

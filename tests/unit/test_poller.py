@@ -122,3 +122,21 @@ async def test_watermark_follows_listing_order(tmp_path, total: int) -> None:
         progress.done.update(order[: order.index("10000") + 1])  # just before "100000"
         progress.advance_watermark()
         assert progress.last_done_call == "10000" and order[progress.watermark + 1] == "100000"
+
+
+async def test_calls_not_handed_to_the_backend_are_never_late_to_start(tmp_path) -> None:
+    """Calls a dispatch plan still holds (pywren_deferrable.dispatch) have not been invoked:
+    a long first wave must not get them declared lost."""
+    root = str(tmp_path)
+    clock = [1_000_000.0]
+    job = make_job(root, 3, submitted_at=clock[0])
+    source = LocalStatusSource(root, BUCKET)
+    poller = JobPoller(job, start_timeout=600, clock=lambda: clock[0])
+    poller.not_invoked = {"M000": {"00001", "00002"}}
+    write_call(root, BUCKET, EXEC, "M000", "00000", value=1)
+    assert not (await poller.poll(source)).failed
+    clock[0] += 700  # no progress for longer than start_timeout
+    assert not (await poller.poll(source)).failed
+    poller.not_invoked = {"M000": {"00002"}}  # 00001 was dispatched and never started
+    result = await poller.poll(source)
+    assert sorted(result.failed["M000"]) == ["00001"]

@@ -1,0 +1,174 @@
+"""Invoke an OpenWhisk / IBM Cloud Functions action from the trigger, over aiohttp.
+
+The same request Lithops' ``OpenWhiskClient.invoke`` sends (``POST
+{endpoint}/api/v1/namespaces/{ns}/actions/{package}/{action}``, the payload as JSON,
+non-blocking: ``202 {"activationId"}``), with HTTP Basic auth with the namespace's API key
+(``openwhisk``) or an IAM bearer token for the IBM Cloud API key (``ibm_cf``, from the
+shared async token manager of :mod:`pywren_deferrable.hooks.ibm_iam`). Never blocks the
+event loop; never imports Lithops.
+
+Unlike Lithops' client, TLS is verified (``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` name
+extra CAs) unless the config says ``insecure: true``. Throttling (429), server errors and
+connection trouble are retried with backoff, then reported as
+:class:`DispatchUnavailable` (the dispatcher tries again later); a refused key (401), a
+missing action (404) or another client error is a :class:`DispatchRefused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+from functools import lru_cache
+from typing import Any
+
+import aiohttp
+
+from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError, IamError, shared_token_manager
+
+MAX_ATTEMPTS = 4
+FIRST_BACKOFF = 0.5
+REQUEST_TIMEOUT = 30.0
+
+
+class DispatchError(Exception):
+    """The trigger could not dispatch the job's remaining calls. Names no secret."""
+
+
+class DispatchRefused(DispatchError):
+    """The backend refused the invocation (bad key, missing action...): retrying won't help."""
+
+
+class DispatchUnavailable(DispatchError):
+    """The backend could not be reached or was overloaded, on every attempt: try again later."""
+
+
+@lru_cache(maxsize=4)
+def _verified_context(cafile: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if cafile:
+        context.load_verify_locations(cafile=cafile)
+    return context
+
+
+def ssl_setting(insecure: bool) -> ssl.SSLContext | bool:
+    """What aiohttp verifies the endpoint's certificate with (cached: loading CAs reads files)."""
+    if insecure:
+        return False
+    return _verified_context(os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE"))
+
+
+def _secret_at(config: dict[str, Any], path: list[str]) -> str:
+    value: Any = config
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    if not isinstance(value, str) or not value:
+        raise DispatchRefused(f"the Connection's config has no {'.'.join(path)} to invoke the action with")
+    return value
+
+
+class OpenWhiskInvoker:
+    """Invokes one action (a plan's ``target``) with the credential from ``config``.
+
+    :param target: the plan's invoke target (endpoint, namespace, package, action, auth).
+    :param config: the job's Lithops config with its secrets restored.
+    :param session: the aiohttp session to send with (owned by the caller).
+    """
+
+    def __init__(
+        self, target: dict[str, Any], config: dict[str, Any], session: aiohttp.ClientSession
+    ) -> None:
+        self.target = target
+        self.session = session
+        auth = target["auth"]
+        self._kind = auth["kind"]
+        secret = _secret_at(config, auth["config_path"])
+        if self._kind == "basic":
+            self._basic = "Basic " + base64.b64encode(secret.encode()).decode()
+        else:
+            self._manager = shared_token_manager(secret, auth.get("iam_endpoint"))
+        self.url = "/".join(
+            [
+                target["endpoint"].replace("http:", "https:").rstrip("/"),
+                "api/v1/namespaces",
+                target["namespace"],
+                "actions",
+                target["package"],
+                target["action"],
+            ]
+        )
+        self._ssl = ssl_setting(bool(target.get("insecure")))
+
+    def __repr__(self) -> str:  # never the credential
+        return f"OpenWhiskInvoker({self.url!r})"
+
+    async def _authorization(self) -> tuple[str, int | None]:
+        if self._kind == "basic":
+            return self._basic, None
+        try:
+            token = await self._manager.token()
+        except IamAuthenticationError as err:
+            raise DispatchRefused(f"{self.url}: {err}") from None
+        except IamError as err:  # IAM unreachable: the dispatch is retried later
+            raise DispatchUnavailable(f"{self.url}: {err}") from None
+        return f"Bearer {token.value}", token.generation
+
+    async def invoke(self, payload: dict[str, Any]) -> str:
+        """Invoke once (non-blocking); return the activation id."""
+        body = json.dumps(payload, default=str)
+        delay = FIRST_BACKOFF
+        refreshed = False
+        last = ""
+        for attempt in range(MAX_ATTEMPTS):
+            authorization, generation = await self._authorization()
+            headers = {"content-type": "application/json", "Authorization": authorization}
+            if self.target.get("user_agent"):
+                headers["User-Agent"] = f"pywren-deferrable {self.target['user_agent']}"
+            try:
+                async with self.session.post(
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    ssl=self._ssl,
+                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                ) as response:
+                    status = response.status
+                    text = await response.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                last = f"{type(err).__name__}: {err}"
+            else:
+                if status in (200, 202):
+                    try:
+                        activation = json.loads(text)["activationId"]
+                    except (ValueError, KeyError, TypeError):
+                        raise DispatchRefused(
+                            f"{self.url} answered {status} without an activationId"
+                        ) from None
+                    return str(activation)
+                if status == 401 and generation is not None and not refreshed:
+                    self._manager.invalidate(generation)  # an expired IAM token: one retry with a new one
+                    refreshed = True
+                    continue
+                if status == 401:
+                    raise DispatchRefused(f"{self.url}: 401 unauthorized (the Connection's key was refused)")
+                if status == 404:
+                    raise DispatchRefused(
+                        f"{self.url}: 404, the action does not exist (deleted since the job was submitted?)"
+                    )
+                if status != 429 and status < 500:
+                    raise DispatchRefused(f"{self.url}: {status} {_error_text(text)}")
+                last = f"{status} {_error_text(text)}"
+            if attempt + 1 < MAX_ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise DispatchUnavailable(f"{self.url}: {last} ({MAX_ATTEMPTS} attempts)")
+
+
+def _error_text(text: str) -> str:
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error or text)[:200]
