@@ -39,14 +39,14 @@ from typing import Any
 import cloudpickle
 
 from pywren_deferrable.config import engine_of, storage_location
+from pywren_deferrable.dispatch.audit import (
+    InvocationAudit,
+    InvocationRefused,
+    make_ibm_cf_redeploy_lock_reentrant,
+)
 from pywren_deferrable.dispatch.capture import PendingCapture, store_plans, why_not_capture
 from pywren_deferrable.dispatch.plan import DispatchPlan, PlanError
 from pywren_deferrable.extras import check_backend_modules
-from pywren_deferrable.faas_dispatch import (
-    DispatchRefused,
-    InvocationAudit,
-    make_ibm_cf_redeploy_lock_reentrant,
-)
 from pywren_deferrable.hooks.ibm_iam import give_lithops_an_iam_token
 from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
 
@@ -207,7 +207,7 @@ def wait_until_dispatched(
         return
     try:
         audit.wait_all_accepted(total_calls, timeout=max(deadline - time.monotonic(), 0.0))
-    except DispatchRefused as err:
+    except InvocationRefused as err:
         raise SubmitError(str(err)) from err
     except TimeoutError as err:
         raise SubmitError(f"{err}; deferring now would lose them") from err
@@ -293,7 +293,7 @@ def _leave_to_trigger(
         }
         try:
             audit.wait_all_accepted(first_wave, timeout=0.0)
-        except DispatchRefused as err:
+        except InvocationRefused as err:
             raise SubmitError(str(err)) from err
         except TimeoutError as err:
             raise SubmitError(f"{err}; deferring now would lose them") from err

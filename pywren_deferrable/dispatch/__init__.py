@@ -13,4 +13,7 @@ waited for that queue held its worker slot for most of a large job. Instead:
    chunks through the backend's REST API (:mod:`.openwhisk`), never more than
    ``max_workers`` running, with the secrets read from the Connection, and advance a cursor
    stored with the job only once the backend accepted a batch.
+
+:mod:`.audit` (worker) records what the platform answered to every invocation Lithops
+made, so that a task defers only once each call is accepted or in a plan.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pywren_deferrable.faas_dispatch import DispatchRefused, InvocationAudit
+from pywren_deferrable.dispatch.audit import InvocationAudit, InvocationRefused
 
 
 class Handler:
@@ -67,7 +67,7 @@ def test_a_status_in_place_of_an_activation_id_is_a_refusal(answer: Any) -> None
     audit = InvocationAudit(handler)
     handler.invoke(payload("M000", "00000"))
     assert handler.invoke(payload("M000", "00001")) == answer
-    with pytest.raises(DispatchRefused, match=rf"M000/00001: the platform answered {answer!r}"):
+    with pytest.raises(InvocationRefused, match=rf"M000/00001: the platform answered {answer!r}"):
         audit.wait_all_accepted({"M000": 2}, timeout=5)
 
 
@@ -76,7 +76,7 @@ def test_an_exception_is_a_refusal_and_still_raised() -> None:
     audit = InvocationAudit(handler)
     with pytest.raises(RuntimeError):
         handler.invoke(payload("R000", "00000"))
-    with pytest.raises(DispatchRefused, match="R000/00000: RuntimeError: internal error"):
+    with pytest.raises(InvocationRefused, match="R000/00000: RuntimeError: internal error"):
         audit.wait_all_accepted({"R000": 1}, timeout=5)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-class DispatchRefused(RuntimeError):
+class InvocationRefused(RuntimeError):
     """The FaaS platform refused some calls for good: they will never run."""
 
 
@@ -96,7 +96,7 @@ class InvocationAudit:
     ) -> None:
         """Block until every call of ``total_calls`` (job id -> count) has an activation id.
 
-        :raises DispatchRefused: as soon as the platform refused an invocation for good.
+        :raises InvocationRefused: as soon as the platform refused an invocation for good.
         :raises TimeoutError: when calls are still waiting after ``timeout`` seconds.
         :param on_wait: called about once a second while waiting (to log progress).
         """
@@ -104,7 +104,7 @@ class InvocationAudit:
         while True:
             with self._changed:
                 if self.refused:
-                    raise DispatchRefused(
+                    raise InvocationRefused(
                         f"the FaaS platform refused {len(self.refused)} invocation(s); those calls will "
                         "never run: " + "; ".join(self.refused[:5])
                     )
