@@ -258,7 +258,7 @@ def test_a_job_is_found_in_trigger_kwargs_or_a_jobref_return_value() -> None:
 
 
 def test_the_sensor_records_the_job_it_waits_for() -> None:
-    from airflow.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import TaskDeferred
 
     from pywren_deferrable import PyWrenJobSensor
 

@@ -431,6 +431,7 @@ def test_pywren_jobref_round_trip_through_json() -> None:
         "submitted_at": 1700000000.5,
         "call_timeout": 595.0,
         "engine": "pywren",
+        "dispatch": [],  # no job of it left to the trigger to invoke (FaaS dispatch)
     }
     back = JobRef.from_dict(json.loads(json.dumps(data)))
     assert back == ref
