@@ -73,10 +73,6 @@ def backend(request: pytest.FixtureRequest) -> str:
 def platform(
     monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str, tmp_path: Path, backend: str
 ) -> Iterator[Platform]:
-    from pywren_deferrable.hooks import ibm_iam
-
-    if backend == "ibm_cf" and not hasattr(ibm_iam, "iam_ssl"):
-        pytest.skip("the trigger's IAM client trusts the test CA only with main's REQUESTS_CA_BUNDLE support")
     import lithops.constants
     import lithops.serverless.backends.ibm_cf.ibm_cf as ibm_cf
     import lithops.storage.storage as storage
@@ -100,12 +96,6 @@ def platform(
     fake.start()
     section["endpoint"] = fake.endpoint
     if backend == "ibm_cf":
-        from pywren_deferrable.hooks import ibm_iam
-
-        if not hasattr(ibm_iam, "iam_ssl"):
-            pytest.skip(
-                "the trigger's IAM client trusts the test CA only with main's REQUESTS_CA_BUNDLE support"
-            )
         # Lithops' token manager asks IAM at the SDK's default URL; the trigger at the
         # Connection's iam_endpoint (the project's key, as for IBM COS).
         from ibm_cloud_sdk_core.token_managers.iam_request_based_token_manager import (
