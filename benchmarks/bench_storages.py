@@ -144,7 +144,7 @@ def run(ctx: Context) -> BenchResult:
             layout = JobLayout(template, CALLS, seed=len(figures))
             figures[kind] = asyncio.run(_measure(location, credentials, layout, polls))
     s3 = figures["s3"]
-    for key, kind in (("7a", "gcs"), ("7b", "azure"), ("7c", "redis")):
+    for key, kind in (("8a", "gcs"), ("8b", "azure"), ("8c", "redis")):
         mine = figures[kind]
         result.rows.append(
             Row(
