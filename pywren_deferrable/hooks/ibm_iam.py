@@ -33,12 +33,13 @@ import os
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from pywren_deferrable.loop_lock import LoopLock
 
 logger = logging.getLogger(__name__)
 
@@ -174,21 +175,12 @@ class IamTokenManager:
         self._generation = 0
         self._refreshes = 0  # completed refresh attempts (success or failure)
         self._last_error: IamError | None = None
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = LoopLock()
         self.requests = 0  # HTTP requests sent to IAM (for tests and benchmarks)
 
     def __repr__(self) -> str:
         state = f"generation={self._token.generation}" if self._token else "no token"
         return f"IamTokenManager(endpoint={self.endpoint!r}, {state})"
-
-    def _lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
 
     def _fresh(self, token: IamToken | None) -> bool:
         return token is not None and self.clock() < token.refresh_at
@@ -204,7 +196,7 @@ class IamTokenManager:
             assert current is not None
             return current
         seen = self._refreshes
-        async with self._lock():
+        async with self._lock.get():
             current = self._token
             if self._fresh(current):
                 assert current is not None

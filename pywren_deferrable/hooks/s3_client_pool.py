@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from botocore.utils import parse_timestamp
 
 from pywren_deferrable.config import S3Credentials
 from pywren_deferrable.hooks.ibm_iam import IamBearerAuth, is_loopback_url, shared_token_manager
+from pywren_deferrable.loop_lock import LoopLock
 
 DEFAULT_MAX_POOL_CONNECTIONS = 32
 
@@ -37,7 +37,7 @@ class _Entry:
 
 
 _entries: dict[tuple[Any, ...], _Entry] = {}
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_lock = LoopLock()
 
 
 def _pool_key(endpoint: str | None, region: str | None, credentials: S3Credentials) -> tuple[Any, ...]:
@@ -59,14 +59,6 @@ def _pool_key(endpoint: str | None, region: str | None, credentials: S3Credentia
         credentials.iam_endpoint,
         credentials.service_instance_id,
     )
-
-
-def _lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _locks.get(loop)
-    if lock is None:
-        lock = _locks[loop] = asyncio.Lock()
-    return lock
 
 
 _SESSION: Any = None
@@ -119,7 +111,7 @@ async def shared_s3_client(
 ) -> AsyncIterator[Any]:
     """Borrow the shared aiobotocore S3 client for this endpoint and these credentials."""
     key = _pool_key(endpoint, region, credentials)
-    async with _lock():
+    async with _lock.get():
         entry = _entries.get(key)
         if entry is None:
             config = AioConfig(
@@ -154,7 +146,7 @@ async def shared_s3_client(
     try:
         yield entry.client
     finally:
-        async with _lock():
+        async with _lock.get():
             entry.users -= 1
             if entry.users == 0:
                 _entries.pop(key, None)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pywren_deferrable.job import StorageLocation
+from pywren_deferrable.loop_lock import LoopLock
 
 LIST_PAGE_SIZE = 1000
 T = TypeVar("T")
@@ -139,25 +139,16 @@ class SharedClients(Generic[T]):
         self._make = make
         self._close = close
         self._entries: dict[tuple[int, Hashable], _Entry[T]] = {}
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = LoopLock()
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def _lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
 
     @asynccontextmanager
     async def borrow(self, key: Hashable, spec: Any) -> AsyncIterator[T]:
         """The client for ``key`` (built from ``spec`` when none is open yet)."""
         full_key = (id(asyncio.get_running_loop()), key)
-        async with self._lock():
+        async with self._lock.get():
             entry = self._entries.get(full_key)
             if entry is None:
                 entry = self._entries[full_key] = _Entry(await self._make(spec), 0)
@@ -165,7 +156,7 @@ class SharedClients(Generic[T]):
         try:
             yield entry.client
         finally:
-            async with self._lock():
+            async with self._lock.get():
                 entry.users -= 1
                 if entry.users == 0:
                     self._entries.pop(full_key, None)
