@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -224,8 +225,19 @@ class PyWrenBaseOperator(BaseOperator):
                 also_clean=state.earlier_jobs(),
                 forget_key=task_lineage(context),
                 collector=RoundResults(state),
+                usage=lambda job, config, statuses: self.rounds_usage_summary(state, job, config, statuses),
             )
         )
+
+    def rounds_usage_summary(
+        self, state: RetryState, job: JobRef, config: dict[str, Any], statuses: list[CallStatus]
+    ) -> str | None:
+        """The usage line of a task whose inputs ran in retry rounds: wall time from this
+        try's first submission (not the last round's), and how many rounds ran. The
+        statuses are those the results were read from: one per input, its last try."""
+        rounds = state.rounds[state.try_start :]
+        line = self.usage_summary(replace(job, submitted_at=rounds[0].job.submitted_at), config, statuses)
+        return f"{line} ({len(rounds)} rounds)" if line and len(rounds) > 1 else line
 
     def fail_rounds(self, context: Any, event: Any, state: RetryState) -> Any:
         """Fail with the last round's errors, saying how many tries each failed input had."""
@@ -405,6 +417,7 @@ class PyWrenBaseOperator(BaseOperator):
         forget_key: str | None = None,
         collector: ResultCollector | None = None,
         clean_data: bool | None = None,
+        usage: Callable[[JobRef, dict[str, Any], list[CallStatus]], str | None] | None = None,
     ) -> Any:
         """See :func:`pywren_deferrable.resume.finish_job`."""
         return finish_job(
@@ -416,7 +429,7 @@ class PyWrenBaseOperator(BaseOperator):
             max_xcom_bytes=self.max_xcom_bytes,
             forget_key=forget_key,
             explain=self.explain_failure,
-            usage=self.usage_summary,
+            usage=usage or self.usage_summary,
             log=self.log,
             collector=collector,
         )

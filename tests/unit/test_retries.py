@@ -4,12 +4,14 @@ The rounds themselves run against real Lithops jobs in tests/integration/test_ca
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from pywren_deferrable import PyWrenCallAsyncOperator, PyWrenMapOperator, PyWrenMapReduceOperator
+from pywren_deferrable.call_status import CallStatus
 from pywren_deferrable.decorators import pywren_task
 from pywren_deferrable.job import JobRef, StorageLocation
 from pywren_deferrable.retries import (
@@ -240,3 +242,18 @@ def test_earlier_jobs_are_the_rounds_before_and_the_stages_to_clean() -> None:
     resume_state = {STATE_KEY: state.to_dict(), "also_clean": [job("dddddd-0", 2).to_dict(), {"junk": 1}]}
     assert [j.executor_id for j in earlier_jobs(resume_state)] == ["dddddd-0", "aaaaaa-0", "bbbbbb-0"]
     assert earlier_jobs({}) == [] and earlier_jobs({STATE_KEY: {"rounds": "junk"}}) == []
+
+
+def test_the_usage_line_of_rounds_counts_wall_time_from_the_first_round_of_this_try() -> None:
+    """Not from the last round's submission: the task waited for every round."""
+    state = three_rounds()
+    state.rounds = [
+        replace(r, job=replace(r.job, submitted_at=100.0 + 50 * i)) for i, r in enumerate(state.rounds)
+    ]
+    op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=list(range(10)), runtime_memory=None)
+    ends = [CallStatus("00000", False, None, None, b"", False, worker_start=205.0, worker_end=210.0)]
+    line = op.rounds_usage_summary(state, state.rounds[-1].job, {}, ends)
+    assert line == "Job cccccc-0: 1 calls, 110.0s wall, 5.0 call-seconds (3 rounds)"
+    state.try_start = 2  # an Airflow retry: this try ran the last round only
+    line = op.rounds_usage_summary(state, state.rounds[-1].job, {}, ends)
+    assert line == "Job cccccc-0: 1 calls, 10.0s wall, 5.0 call-seconds"
