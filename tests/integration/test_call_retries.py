@@ -8,6 +8,7 @@ often every input really ran, and fails the first run(s) of one input only.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ def job_objects(s3: LocalS3Server, bucket: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
+def flaky_map(
+    marker_dir: Path, inputs: list[int], *, bad: int, failures: int = 1, **params: Any
+) -> PyWrenMapOperator:
+    """A map of ``flaky`` over ``inputs`` whose input ``bad`` fails its first ``failures`` runs."""
+    return PyWrenMapOperator(
+        task_id="t",
+        map_function=flaky,
+        map_iterdata=inputs,
+        extra_params={"bad": bad, "failures": failures, "marker_dir": str(marker_dir)},
+        **params,
+    )
+
+
 def defer(op: Any, ti: FakeTI, method: str = "execute", event: Any = None) -> dict[str, Any]:
     with pytest.raises(TaskDeferred) as deferred:
         if method == "execute":
@@ -78,17 +92,16 @@ async def event_of(trigger_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_failed_call_is_resubmitted_alone_and_results_stay_in_order(
-    lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
+    lithops_conn: str,
+    s3_server: LocalS3Server,
+    bucket: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    op = PyWrenMapOperator(
-        task_id="t",
-        map_function=flaky,
-        map_iterdata=list(range(10)),
-        extra_params={"bad": 3, "failures": 1, "marker_dir": str(tmp_path)},
-        call_retries=1,
-        deferrable=False,
-    )
+    op = flaky_map(tmp_path, list(range(10)), bad=3, call_retries=1, deferrable=False)
     assert op.execute({"ti": FakeTI(run_id="run-once")}) == list(range(10))
+    # The usage line counts the wall time of both rounds (Airflow 3 logs to stdout).
+    assert re.search(r"Job [0-9a-f]{6}-\d+: 10 calls, [\d.]+s wall, .* \(2 rounds\)", capfd.readouterr().out)
     assert runs(tmp_path) == {x: 2 if x == 3 else 1 for x in range(10)}
     rounds = sorted(executors(s3_server, bucket).values(), key=len)
     assert [len(calls) for calls in rounds] == [1, 10]  # the second round ran one call
@@ -98,14 +111,7 @@ async def test_rounds_defer_between_them_and_clean_data_cleans_every_round(
     lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
 ) -> None:
     def operator() -> PyWrenMapOperator:
-        return PyWrenMapOperator(
-            task_id="t",
-            map_function=flaky,
-            map_iterdata=list(range(10)),
-            extra_params={"bad": 3, "failures": 1, "marker_dir": str(tmp_path)},
-            call_retries=1,
-            clean_data=True,
-        )
+        return flaky_map(tmp_path, list(range(10)), bad=3, call_retries=1, clean_data=True)
 
     ti = FakeTI(run_id="run-defer")
     first = defer(operator(), ti)
@@ -127,14 +133,7 @@ async def test_killing_the_task_in_a_later_round_cleans_every_round(
     lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
 ) -> None:
     def operator() -> PyWrenMapOperator:
-        return PyWrenMapOperator(
-            task_id="t",
-            map_function=flaky,
-            map_iterdata=list(range(3)),
-            extra_params={"bad": 0, "failures": 1, "marker_dir": str(tmp_path)},
-            call_retries=1,
-            clean_data=True,
-        )
+        return flaky_map(tmp_path, list(range(3)), bad=0, call_retries=1, clean_data=True)
 
     ti = FakeTI(run_id="run-kill")
     event = await event_of(defer(operator(), ti))
@@ -149,14 +148,7 @@ async def test_killing_the_task_in_a_later_round_cleans_every_round(
 
 
 def test_a_call_that_always_fails_reports_its_tries(lithops_conn: str, tmp_path: Path) -> None:
-    op = PyWrenMapOperator(
-        task_id="t",
-        map_function=flaky,
-        map_iterdata=list(range(4)),
-        extra_params={"bad": 3, "failures": 99, "marker_dir": str(tmp_path)},
-        call_retries=2,
-        deferrable=False,
-    )
+    op = flaky_map(tmp_path, list(range(4)), bad=3, failures=99, call_retries=2, deferrable=False)
     with pytest.raises(AirflowException) as failure:
         op.execute({"ti": FakeTI(run_id="run-always")})
     message = str(failure.value)
@@ -170,14 +162,7 @@ async def test_an_airflow_retry_resubmits_only_the_failed_calls(
     lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
 ) -> None:
     def operator() -> PyWrenMapOperator:
-        return PyWrenMapOperator(
-            task_id="t",
-            map_function=flaky,
-            map_iterdata=list(range(10)),
-            extra_params={"bad": 3, "failures": 1, "marker_dir": str(tmp_path)},
-            fail_fast=False,
-            clean_data=True,
-        )
+        return flaky_map(tmp_path, list(range(10)), bad=3, fail_fast=False, clean_data=True)
 
     # The task has retries=1 (max_tries=1): try 1 keeps its objects for try 2, despite clean_data.
     first = defer(operator(), FakeTI(1, "run-retry", max_tries=1))
@@ -204,12 +189,7 @@ async def test_an_airflow_retry_after_fail_fast_waits_for_the_rest_then_resubmit
     lithops_conn: str, tmp_path: Path
 ) -> None:
     def operator() -> PyWrenMapOperator:
-        return PyWrenMapOperator(
-            task_id="t",
-            map_function=flaky,
-            map_iterdata=list(range(4)),
-            extra_params={"bad": 0, "failures": 1, "marker_dir": str(tmp_path)},
-        )
+        return flaky_map(tmp_path, list(range(4)), bad=0)
 
     event = await event_of(defer(operator(), FakeTI(1, "run-ff")))
     assert event["status"] == "failed"
@@ -274,12 +254,7 @@ async def test_an_airflow_retry_with_other_inputs_submits_every_call(
     lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
 ) -> None:
     def operator(inputs: list[int]) -> PyWrenMapOperator:
-        return PyWrenMapOperator(
-            task_id="t",
-            map_function=flaky,
-            map_iterdata=inputs,
-            extra_params={"bad": 1, "failures": 1, "marker_dir": str(tmp_path)},
-        )
+        return flaky_map(tmp_path, inputs, bad=1)
 
     event = await event_of(defer(operator([0, 1]), FakeTI(1, "run-changed")))
     with pytest.raises(AirflowException, match="input #1 = 1 failed 1 try"):
@@ -293,15 +268,7 @@ async def test_an_airflow_retry_with_other_inputs_submits_every_call(
 def test_fetch_result_false_points_each_input_at_its_last_round(
     lithops_conn: str, s3_server: LocalS3Server, bucket: str, tmp_path: Path
 ) -> None:
-    op = PyWrenMapOperator(
-        task_id="t",
-        map_function=flaky,
-        map_iterdata=list(range(3)),
-        extra_params={"bad": 1, "failures": 1, "marker_dir": str(tmp_path)},
-        call_retries=1,
-        fetch_result=False,
-        deferrable=False,
-    )
+    op = flaky_map(tmp_path, list(range(3)), bad=1, call_retries=1, fetch_result=False, deferrable=False)
     locations = op.execute({"ti": FakeTI(run_id="run-locations")})
     jobs = {len(calls): job_key for job_key, calls in executors(s3_server, bucket).items()}
     assert [loc["status_key"].split("/")[1:3] for loc in locations] == [
