@@ -103,6 +103,11 @@ class Invocation:
     def call_ids(self) -> list[str]:
         return list(self.event.get("call_ids") or [])
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The event (named as the OpenWhisk stand-in's activations name it)."""
+        return self.event
+
 
 def _json(
     status: str, body: Any, headers: Iterable[tuple[str, str]] = ()
