@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from lambda_fake.platform import LambdaAccount, lambda_account, set_connection
 from payloads.functions import add, sleep_then
 
@@ -211,3 +211,33 @@ def test_an_invocation_killed_at_the_function_timeout(aws: Aws) -> None:
     ]
     assert len(killed) == 1 and killed[0].status == "timeout"
     assert "Task timed out after 6.00 seconds" in killed[0].result["errorMessage"]
+
+
+async def test_throttling_of_the_first_wave_is_left_to_the_trigger(aws: Aws) -> None:
+    """Above the account's concurrency Lambda answers 429. Lithops' aws_lambda invoke raises
+    on it (its OpenWhisk backends say "try again"); the task treats it as Lithops' try-again,
+    so the throttled chunk of the first wave joins the ones the trigger invokes, which retries
+    it: every call runs once, none is lost."""
+    assert run(PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1], deferrable=False)) == [1]
+    aws.fake.concurrency_limit = MAX_WORKERS - 1
+    op = PyWrenMapOperator(
+        task_id="t",
+        map_function=sleep_then,
+        map_iterdata=[(i, 3) for i in range(MAX_WORKERS)],
+        poll_interval=1,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        run(op)
+    assert aws.fake.throttled > 0
+    job = deferred.value.trigger.job  # type: ignore[attr-defined]
+    assert job.dispatch == ("M000",)
+    event = await deferred.value.trigger.wait_for_event()
+    assert event.payload["status"] == "success", event.payload
+    assert op.execute_complete({"ti": None}, dict(event.payload)) == list(range(MAX_WORKERS))
+    calls = [
+        c
+        for i in aws.fake.invocations_of("M000")
+        if i.event["executor_id"] == job.executor_id
+        for c in i.call_ids
+    ]
+    assert sorted(calls) == [f"{i:05d}" for i in range(MAX_WORKERS)]
