@@ -16,21 +16,17 @@ changing Lithops is what a hosts-file entry and a trusted CA do on a test machin
   the certificate against the AWS host name, which the stand-in's certificate carries;
 * ``botocore.httpsession.where`` returns certifi's bundle plus the test CA.
 
-Test code only: the test process calls :func:`install`; processes the tests start get it
-from ``site/sitecustomize.py`` on their ``PYTHONPATH`` (see :func:`subprocess_env`).
+Test code only, in the process that runs Lithops' invoker (the test process: ``dag.test()``
+and the operators run in it; the benchmark's). The trigger needs none of it: it invokes
+through aiobotocore, which reads ``AWS_ENDPOINT_URL_LAMBDA`` / ``AWS_CA_BUNDLE``, so a trigger
+in a process of its own (test_faas_dispatch's kill -9 test) reaches the stand-in as it is.
+A test that ran Lithops' invoker in a process it starts would call :func:`install` there.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-from pathlib import Path
 from typing import Any
-
-ROUTES_ENV = "LAMBDA_FAKE_ROUTES"  # {"lambda.us-east-1.amazonaws.com": ["127.0.0.1", port]}
-CA_ENV = "LAMBDA_FAKE_CA_BUNDLE"  # certifi's bundle + the test CA
-SITE_DIR = str(Path(__file__).with_name("site"))
 
 _original_getaddrinfo = socket.getaddrinfo
 _routes: dict[str, tuple[str, int]] = {}
@@ -68,20 +64,3 @@ def uninstall() -> None:
     if _saved_where is not None:
         botocore.httpsession.where = _saved_where
         _saved_where = None
-
-
-def install_from_env() -> None:
-    """What ``sitecustomize`` runs in a process the tests started."""
-    raw = os.environ.get(ROUTES_ENV)
-    if raw and os.environ.get(CA_ENV):
-        install({h: (a, p) for h, (a, p) in json.loads(raw).items()}, os.environ[CA_ENV])
-
-
-def subprocess_env(routes: dict[str, tuple[str, int]], ca_bundle: str) -> dict[str, str]:
-    """The environment variables that give a child process the same routing."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {
-        ROUTES_ENV: json.dumps(routes),
-        CA_ENV: ca_bundle,
-        "PYTHONPATH": os.pathsep.join(p for p in (SITE_DIR, path) if p),
-    }
