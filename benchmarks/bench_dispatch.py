@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import threading
@@ -260,6 +261,7 @@ def _lambda_platform(ctx: Context, max_workers: int) -> Any:
 
     from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the stand-in's request log
     # Lithops caches runtime metadata by function name, the same on every stand-in.
     cache = ctx.scratch / "lithops-cache-lambda"
     cache.mkdir(exist_ok=True)
