@@ -100,6 +100,7 @@ def test_map_and_map_reduce_defer_after_the_first_wave(
     assert results["map"] == list(range(calls))
     assert results["map_reduce"] == sum(range(calls))
     fake = aws.fake
+    fake.wait_idle()
     # Lithops deployed its runtime through the API: one function, found its layer (no
     # layer builder), read the runtime's metadata with a synchronous invoke.
     assert len(fake.function_names()) == 1
@@ -200,7 +201,7 @@ def test_an_invocation_killed_at_the_function_timeout(aws: Aws) -> None:
         aws_secret_access_key=aws.account.secret_key,
     ).update_function_configuration(FunctionName=name, Timeout=6)
     op = PyWrenMapOperator(
-        task_id="t", map_function=sleep_then, map_iterdata=[(7, 60)], timeout=20, deferrable=False
+        task_id="t", map_function=sleep_then, map_iterdata=[(7, 60)], timeout=8, deferrable=False
     )
     with pytest.raises(AirflowException, match=r"(?s)M000/00000.*wrote no status"):
         run(op)

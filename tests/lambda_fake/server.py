@@ -252,6 +252,13 @@ class FakeLambda:
     def running(self) -> list[Invocation]:
         return [i for i in list(self.invocations.values()) if i.end is None]
 
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until every invocation has ended (a call's status is written a moment before its
+        process exits and its sandbox is removed)."""
+        deadline = time.monotonic() + timeout
+        for invocation in list(self.invocations.values()):
+            invocation.done.wait(max(deadline - time.monotonic(), 0.0))
+
     def invocations_of(self, job_id: str) -> list[Invocation]:
         """The invocations of one Lithops job (``M000``...), by their event, in order."""
         return [i for i in list(self.invocations.values()) if i.event.get("job_id") == job_id]

@@ -17,7 +17,7 @@ with DAG("lambda_dispatch", schedule=None, start_date=datetime(2024, 1, 1), catc
     PyWrenMapOperator(
         task_id="map",
         map_function=sleep_then,
-        map_iterdata=[(i, 2) for i in range(CALLS)],
+        map_iterdata=[(i, 1) for i in range(CALLS)],
         poll_interval=1,
         job_timeout=300,
     )
@@ -25,7 +25,7 @@ with DAG("lambda_dispatch", schedule=None, start_date=datetime(2024, 1, 1), catc
         task_id="map_reduce",
         map_function=sleep_then,
         reduce_function=total,
-        map_iterdata=[(i, 2) for i in range(CALLS)],
+        map_iterdata=[(i, 1) for i in range(CALLS)],
         poll_interval=1,
         job_timeout=300,
     )
