@@ -11,6 +11,7 @@ invoke) and its worker all run; the calls beyond ``max_workers`` are invoked by 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,33 @@ async def test_throttling_of_the_first_wave_is_left_to_the_trigger(aws: Aws) -> 
         for c in i.call_ids
     ]
     assert sorted(calls) == [f"{i:05d}" for i in range(MAX_WORKERS)]
+
+
+async def test_the_endpoint_down_for_20s_while_the_trigger_dispatches(
+    aws: Aws, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Lambda endpoint goes down once the first wave runs, for 20 s: the trigger's
+    invokes fail to connect, are retried with backoff at later polls, and the job completes
+    once it is back, every call once, at most max_workers at once."""
+    calls = 2 * MAX_WORKERS
+    op = PyWrenMapOperator(
+        task_id="t", map_function=sleep_then, map_iterdata=[(i, 1) for i in range(calls)], poll_interval=1
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        run(op)
+    trigger = deferred.value.trigger
+    assert trigger.job.dispatch == ("M000",)  # type: ignore[attr-defined]
+    outage = 20.0
+    aws.fake.down_for(outage)
+    back_at = time.time() + outage
+    event = await trigger.wait_for_event()
+    assert event.payload["status"] == "success", event.payload
+    assert op.execute_complete({"ti": None}, dict(event.payload)) == list(range(calls))
+    invocations = aws.fake.invocations_of("M000")
+    assert sorted(c for i in invocations for c in i.call_ids) == [f"{i:05d}" for i in range(calls)]
+    # The calls beyond the first wave were invoked after the endpoint came back.
+    later = [i.start for i in invocations if int(i.call_ids[0]) >= MAX_WORKERS]
+    assert min(later) >= back_at - 0.5
+    # ... after the trigger had tried while it was down.
+    retries = [r.getMessage() for r in caplog.records if "could not dispatch calls" in r.getMessage()]
+    assert retries and "attempts" in retries[0], retries

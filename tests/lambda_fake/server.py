@@ -21,6 +21,8 @@ STS ``GetCallerIdentity``, IAM roles. In front of it, this server does what moto
   ``429 TooManyRequestsException`` (reason ``ReservedFunctionConcurrentInvocationLimitExceeded``);
   an invocation outliving the function's ``Timeout`` (from the end of its init) is killed,
   with Lambda's "Task timed out after N seconds".
+* :meth:`FakeLambda.down_for` takes the endpoint down (connections refused, kept-alive ones
+  dropped) while invocations go on.
 
 The layer: Lithops deploys its default runtime on a layer it builds by invoking a "layer
 builder" function that pip-installs its dependencies (from the internet) into S3. The
@@ -47,6 +49,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -177,6 +180,8 @@ class FakeLambda:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._moto: Any = None
+        self._port = 0
+        self._down_until = 0.0
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -186,8 +191,7 @@ class FakeLambda:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
+        return self._port
 
     @property
     def endpoint(self) -> str:
@@ -195,37 +199,58 @@ class FakeLambda:
 
     def start(self) -> FakeLambda:
         from moto.moto_api._internal.models import moto_api_backend
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         moto_api_backend.reset()  # moto's backends are per process: nothing from an earlier test
         self._moto = DomainDispatcherApplication(create_backend_app)
+        self._serve()
+        return self
+
+    def _serve(self) -> None:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
         self._server = make_server(
             "127.0.0.1",
-            0,
+            self._port,
             self._app,
             threaded=True,
             request_handler=MotoRequestHandler,
             ssl_context=self._ssl,
         )
+        self._port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-lambda", daemon=True)
         self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        for request_id in list(self._processes):
-            self._kill(request_id)
+    def _close_server(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:
             self._thread.join(10)
+            self._thread = None
+
+    def stop(self) -> None:
+        self._down_until = float("inf")  # no restart after a down_for
+        for request_id in list(self._processes):
+            self._kill(request_id)
+        self._close_server()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def down_for(self, seconds: float) -> None:
+        """Take the endpoint down now for ``seconds`` (connections refused, kept-alive ones
+        dropped); running invocations go on, as they would in the cloud."""
+        self._down_until = time.monotonic() + seconds
+        self._close_server()
+
+        def come_up() -> None:
+            if time.monotonic() < self._down_until + 1:  # not stopped meanwhile
+                self._serve()
+
+        timer = threading.Timer(seconds, come_up)
+        timer.daemon = True
+        timer.start()
 
     def __enter__(self) -> FakeLambda:
         return self.start()
@@ -276,6 +301,11 @@ class FakeLambda:
     # --- the WSGI application -----------------------------------------------------------
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if time.monotonic() < self._down_until:
+            # A kept-alive connection opened before the outage: drop it, as a dead host would.
+            with contextlib.suppress(OSError):
+                environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+            raise ConnectionResetError("endpoint down")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
