@@ -59,7 +59,7 @@ wheel-check: install
 # (scripts/run_tests.sh), balanced by their times: unit + integration; end to end + the
 # FaaS stand-in's suites; the engine tests on pywren-ibm-cloud (Python 3.10 venv) followed
 # by the Lithops parity suites.
-FAAS_TESTS := tests/integration/test_openwhisk.py tests/integration/test_faas_dispatch.py
+FAAS_TESTS := tests/integration/test_openwhisk.py tests/integration/test_faas_dispatch.py tests/integration/test_aws_lambda.py
 PARITY_TESTS := tests/parity tests/integration/test_lithops_semantics.py
 test: lint wheel-check azurite chromium $(VENV310)/.installed
 	bash scripts/run_tests.sh \

@@ -1,5 +1,6 @@
 """Row 7: worker slot-seconds of a FaaS job of 10 x ``max_workers`` calls, this project vs
-today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake).
+today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake) and (7d) on
+the AWS Lambda stand-in (tests/lambda_fake, Lithops' ``aws_lambda`` backend).
 
 Each flow runs the real ``PyWrenMapOperator`` on Lithops' ``openwhisk`` backend (every
 activation a process running Lithops' action entry point and worker): ``execute`` until it
@@ -17,12 +18,17 @@ and 1x jobs of this project, alternately, three of each (medians), for the goal:
 costs the task no more worker slot-seconds than a 1x job + 2 s (7b). The stand-in's API
 server runs in this process and unpacks each activation's code zip in its event loop, so
 how long the first wave takes to be accepted varies from run to run (noted per flow).
+
+7d: the same side-by-side pair as 7a on ``aws_lambda``, after 7a-c (the Connection then
+points at the Lambda stand-in: moto's control plane, every invocation a process running
+Lithops' real ``entry_point.lambda_handler``; the trigger invokes through aiobotocore).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import threading
@@ -121,11 +127,12 @@ def _calls_at_once(job: Any, endpoint: str) -> int:
 
 
 def _activations_at_once(fake: Any, executor_id: str) -> int:
-    """The same by the stand-in's activation records: from acceptance to the process's exit,
-    which includes the activation's start-up and teardown around the call."""
+    """The same by the stand-in's activation (or invocation) records: from acceptance to the
+    process's exit, which includes the activation's start-up and teardown around the call."""
+    records = fake.activations if hasattr(fake, "activations") else fake.invocations
     intervals = [
         (a.start, a.end)
-        for a in list(fake.activations.values())
+        for a in list(records.values())
         if a.params.get("executor_id") == executor_id and a.end
     ]
     return _peak(intervals)
@@ -241,6 +248,54 @@ def _platform(ctx: Context, max_workers: int) -> Any:
     return fake
 
 
+def _lambda_platform(ctx: Context, max_workers: int) -> Any:
+    """The AWS Lambda stand-in, this process's AWS settings pointed at it (as the tests do:
+    tests/lambda_fake/platform.py), and the Connection for aws_lambda."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import lithops.constants
+    import lithops.storage.storage as storage
+    from lambda_fake import routing
+    from lambda_fake.server import DEFAULT_REGION, FakeLambda, prepare_account
+
+    from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the stand-in's request log
+    # Lithops caches runtime metadata by function name, the same on every stand-in.
+    cache = ctx.scratch / "lithops-cache-lambda"
+    cache.mkdir(exist_ok=True)
+    lithops.constants.CACHE_DIR = storage.CACHE_DIR = str(cache)  # type: ignore[attr-defined]
+    storage.RUNTIME_META_CACHE.clear()
+    access_key, secret_key = "AKIA" + uuid.uuid4().hex[:16].upper(), uuid.uuid4().hex
+    workdir = ctx.scratch / "lambda"
+    workdir.mkdir(exist_ok=True)
+    fake = FakeLambda(
+        credentials={access_key: secret_key}, workdir=str(workdir), concurrency_limit=1000
+    ).start()
+    ctx.on_close(fake.stop)
+    ctx.on_close(routing.uninstall)
+    os.environ.update(fake.client_env())
+    routing.install(fake.routes(), fake.combined_ca_bundle)
+    role = prepare_account(fake, access_key, secret_key)
+    moto = ctx.moto()
+    bucket = moto.create_bucket(unique_bucket("dispatch-lambda"))
+    extra = {
+        "lithops": {"backend": "aws_lambda", "storage": "minio", "log_level": "WARNING"},
+        "aws": {"access_key_id": access_key, "secret_access_key": secret_key, "region": DEFAULT_REGION},
+        "aws_lambda": {"execution_role": role, "max_workers": max_workers, "runtime_timeout": 300},
+        "minio": {"endpoint": moto.endpoint, "storage_bucket": bucket},
+    }
+    conn = {
+        "conn_type": "lithops",
+        "login": EMBEDDED_ACCESS_KEY,
+        "password": EMBEDDED_SECRET_KEY,
+        "extra": extra,
+    }
+    os.environ["AIRFLOW_CONN_LITHOPS_DEFAULT"] = json.dumps(conn)
+    return fake
+
+
 def run(ctx: Context) -> BenchResult:
     from benchmarks.flows import quiet_trigger_logs
 
@@ -318,7 +373,33 @@ def run(ctx: Context) -> BenchResult:
             note="Lithops' own queue adds one token per async invoker (2) to the bucket",
         )
     )
-    for flow in (project, queue, *tens, *ones):
+    # 7d: the 7a pair on aws_lambda.
+    lambda_fake = _lambda_platform(ctx, max_workers)
+    _run_flow(lambda_fake, "aws_lambda warm-up", 1, 0.0, dispatch=True)
+    on_lambda, lambda_queue = _side_by_side(
+        lambda: _run_flow(lambda_fake, "aws_lambda project", big, seconds, dispatch=True),
+        lambda: _run_flow(lambda_fake, "aws_lambda baseline", big, seconds, dispatch=False),
+    )
+    result.rows.append(
+        Row(
+            key="7d",
+            what=(
+                f"worker slot-s ÷ job wall, {big}-call map of {seconds:.0f} s calls, max_workers={max_workers} "
+                "(aws_lambda stand-in)"
+            ),
+            project=f"{on_lambda.ratio:.3f} ({on_lambda.slot_seconds:.1f} s / {on_lambda.wall:.1f} s)",
+            baseline=f"{lambda_queue.ratio:.3f} ({lambda_queue.slot_seconds:.1f} s / {lambda_queue.wall:.1f} s)",
+            ratio=on_lambda.slot_seconds / lambda_queue.slot_seconds,
+            goal=f"≤ max_workers ({max_workers}) at once",
+            met=on_lambda.max_running <= max_workers,
+            note=(
+                "baseline: Lithops' in-process queue; side by side; at most "
+                f"{on_lambda.max_running} (project) / {lambda_queue.max_running} (baseline) calls at once "
+                "by their status.json"
+            ),
+        )
+    )
+    for flow in (project, queue, *tens, *ones, on_lambda, lambda_queue):
         result.notes.append(
             f"{flow.label}: {flow.calls} calls, execute() {flow.execute:.1f} s (of which waiting for the first "
             f"wave to be accepted {flow.first_wave:.1f} s), execute_complete() "
@@ -326,7 +407,7 @@ def run(ctx: Context) -> BenchResult:
             f"their status.json ({flow.max_activations} activations by the stand-in's records, which "
             "include each activation's process start-up and exit)"
         )
-    for flow in (project, *tens, *ones):
+    for flow in (project, *tens, *ones, on_lambda):
         if flow.max_running > max_workers:
             raise AssertionError(f"{flow.label}: {flow.max_running} calls ran at once, over {max_workers=}")
     return result

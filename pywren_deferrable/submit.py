@@ -6,7 +6,7 @@ Two ways, chosen by the compute backend:
   FaaS invoker may still be invoking calls on a thread pool, and keeps the calls
   beyond ``max_workers`` in an in-process queue fed by its local monitor: deferring
   then would lose them. On the backends the trigger can invoke (OpenWhisk, IBM Cloud
-  Functions) those calls are left to the trigger instead (:mod:`pywren_deferrable.dispatch`):
+  Functions, AWS Lambda) those calls are left to the trigger instead (:mod:`pywren_deferrable.dispatch`):
   the task waits only for the first wave. Elsewhere we wait until that queue is empty and
   the invoke pool has finished (immediately true with the backend's ``remote_invoker``,
   the seed's ``remote_invocation``), and only then defer.

@@ -10,7 +10,8 @@ waited for that queue held its worker slot for most of a large job. Instead:
 2. :mod:`.plan`: those chunks, the invoke target and the payload, with every secret leaf
    removed, stored as one object under the job's own prefix (cleaned with the job).
 3. :mod:`.dispatcher` (trigger, no Lithops): as the poll sees calls finish, invoke the next
-   chunks through the backend's REST API (:mod:`.openwhisk`), never more than
+   chunks through the backend's API (:mod:`.backends`: :mod:`.openwhisk` for openwhisk and
+   ibm_cf, :mod:`.aws_lambda`; the interface in :mod:`.errors`), never more than
    ``max_workers`` running, with the secrets read from the Connection, and advance a cursor
    stored with the job only once the backend accepted a batch.
 

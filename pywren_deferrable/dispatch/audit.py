@@ -14,6 +14,12 @@ activation id. Measured against the OpenWhisk-API stand-in (tests/openwhisk_fake
 So the task records every answer of the backend's ``invoke`` (:class:`InvocationAudit`)
 and defers only once every call has an activation id, failing with the platform's answer
 when an invocation was refused for good.
+
+Lithops' ``aws_lambda`` backend raises ``Exception(f'Error {status}: {text}')`` for a 429
+(lithops/serverless/backends/aws_lambda/aws_lambda.py:666-668) where its OpenWhisk-based
+backends return ``None``: the audit turns that throttling into ``None`` too, so that
+Lithops' invoker requeues the chunk (and a deferring task leaves it to the trigger) instead
+of only logging the exception while the calls never run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from typing import Any
 
 class InvocationRefused(RuntimeError):
     """The FaaS platform refused some calls for good: they will never run."""
+
+
+def is_throttling(error: BaseException) -> bool:
+    """Lithops' ``aws_lambda`` invoke saying "429" (see the module docstring)."""
+    return str(error).startswith("Error 429")
 
 
 def _job_and_calls(payload: dict[str, Any]) -> tuple[str, list[str] | None]:
@@ -54,6 +65,7 @@ class InvocationAudit:
         self.accepted: dict[str, set[str]] = {}
         self.whole_jobs: set[str] = set()
         self.refused: list[str] = []
+        self.throttled = 0
         compute_handler.invoke = self  # an instance attribute shadows the method
 
     def __call__(self, payload: dict[str, Any]) -> Any:
@@ -62,6 +74,10 @@ class InvocationAudit:
         try:
             answer = self._invoke(payload)
         except Exception as err:
+            if is_throttling(err):
+                with self._lock:
+                    self.throttled += 1
+                return None  # Lithops' invoker requeues the chunk, as on a backend that says None
             self._refuse(f"{where}: {type(err).__name__}: {err}")
             raise
         if answer is None:

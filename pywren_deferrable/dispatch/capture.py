@@ -28,12 +28,13 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any
 
+from pywren_deferrable.dispatch.backends import DISPATCH_BACKENDS, TARGETS
 from pywren_deferrable.dispatch.plan import Chunk, DispatchPlan, find_secrets, strip_secrets
 
 log = logging.getLogger(__name__)
 
-# Backends whose invocations the trigger can make (see :mod:`.openwhisk`).
-DISPATCH_BACKENDS = frozenset({"openwhisk", "ibm_cf"})
+__all__ = ["DISPATCH_BACKENDS", "PendingCapture", "store_plans", "why_not_capture"]
+
 # Payload keys _invoke_task sets per chunk; the plan stores them per chunk, not in the template.
 PER_CHUNK_KEYS = frozenset({"call_ids", "host_submit_tstamp"})
 
@@ -168,7 +169,7 @@ class PendingCapture:
         sample = recorder.payloads[0]
         return DispatchPlan(
             backend=invoker.backend,
-            target=invoke_target(handler.backend, invoker.backend, sample, config),
+            target=TARGETS[invoker.backend](handler.backend, invoker.backend, sample, config),
             max_workers=int(invoker.max_workers),
             chunksize=int(size),
             direct=direct,
@@ -177,33 +178,6 @@ class PendingCapture:
             drop=tuple(sorted(drop)),
             secrets=tuple(refs),
         )
-
-
-def invoke_target(backend: Any, name: str, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Where and how the trigger invokes the job's action (no secret: ``auth`` names the
-    config key that holds the credential, which the trigger reads from the Connection)."""
-    action = backend._format_function_name(payload["runtime_name"], payload["runtime_memory"])
-    if name == "ibm_cf":
-        backend._get_or_create_namespace()  # cached by Lithops after its first invocation
-    client = backend.cf_client
-    target: dict[str, Any] = {
-        "endpoint": client.endpoint,
-        "namespace": client.namespace,
-        "package": backend.package,
-        "action": action,
-        "user_agent": config[name].get("user_agent"),
-    }
-    if name == "openwhisk":
-        target["insecure"] = bool(backend.insecure)
-        target["auth"] = {"kind": "basic", "config_path": ["openwhisk", "api_key"]}
-    else:  # ibm_cf: an IAM bearer token for the API key
-        iam_endpoint = config["ibm_cf"].get("iam_endpoint") or (config.get("ibm") or {}).get("iam_endpoint")
-        target["auth"] = {
-            "kind": "iam",
-            "config_path": ["ibm_cf", "iam_api_key"],
-            "iam_endpoint": iam_endpoint,
-        }
-    return target
 
 
 def store_plans(fexec: Any, plans: dict[str, DispatchPlan]) -> None:

@@ -26,14 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
-from pywren_deferrable.dispatch.openwhisk import (
-    DispatchError,
-    DispatchRefused,
-    DispatchUnavailable,
-    OpenWhiskInvoker,
-)
+from pywren_deferrable.dispatch.backends import INVOKERS
+from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused, DispatchUnavailable, Invoker
 from pywren_deferrable.dispatch.plan import (
     Cursor,
     DispatchPlan,
@@ -47,12 +41,11 @@ from pywren_deferrable.triggers.status import StatusSource
 
 log = logging.getLogger(__name__)
 
-INVOKERS = {"openwhisk": OpenWhiskInvoker, "ibm_cf": OpenWhiskInvoker}
 FIRST_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 30.0
 DEFAULT_MAX_OUTAGE = 300.0
 
-__all__ = ["DispatchError", "Dispatcher"]
+__all__ = ["INVOKERS", "DispatchError", "Dispatcher"]
 
 
 class Dispatcher:
@@ -82,8 +75,7 @@ class Dispatcher:
         # Chunks accepted beyond the stored cursor (a batch with a gap): not re-sent by us.
         self._accepted: dict[str, set[int]] = {}
         self._config: dict[str, Any] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._invokers: dict[str, OpenWhiskInvoker] = {}
+        self._invokers: dict[str, Invoker] = {}
         self._retry_at = 0.0
         self._retry_delay = FIRST_RETRY_DELAY
         self._outage_since: float | None = None
@@ -131,20 +123,18 @@ class Dispatcher:
             self._accepted[job_id] = set()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        invokers, self._invokers = list(self._invokers.values()), {}
+        for invoker in invokers:
+            await invoker.close()
 
-    async def _invoker(self, job_id: str) -> OpenWhiskInvoker:
+    async def _invoker(self, job_id: str) -> Invoker:
         invoker = self._invokers.get(job_id)
         if invoker is None:
             if self._config is None:
                 self._config = await self._get_config()
-            if self._session is None:
-                self._session = aiohttp.ClientSession()
             plan = self.plans[job_id]
             config = plan.chunk_payload(0, self._config, 0.0)["config"]
-            invoker = self._invokers[job_id] = INVOKERS[plan.backend](plan.target, config, self._session)
+            invoker = self._invokers[job_id] = INVOKERS[plan.backend](plan.target, config)
         return invoker
 
     def _running(self, result: PollResult) -> int:

@@ -26,23 +26,14 @@ from typing import Any
 
 import aiohttp
 
+from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused, DispatchUnavailable
 from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError, IamError, shared_token_manager
+
+__all__ = ["DispatchError", "DispatchRefused", "DispatchUnavailable", "OpenWhiskInvoker", "invoke_target"]
 
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF = 0.5
 REQUEST_TIMEOUT = 30.0
-
-
-class DispatchError(Exception):
-    """The trigger could not dispatch the job's remaining calls. Names no secret."""
-
-
-class DispatchRefused(DispatchError):
-    """The backend refused the invocation (bad key, missing action...): retrying won't help."""
-
-
-class DispatchUnavailable(DispatchError):
-    """The backend could not be reached or was overloaded, on every attempt: try again later."""
 
 
 @lru_cache(maxsize=4)
@@ -74,14 +65,16 @@ class OpenWhiskInvoker:
 
     :param target: the plan's invoke target (endpoint, namespace, package, action, auth).
     :param config: the job's Lithops config with its secrets restored.
-    :param session: the aiohttp session to send with (owned by the caller).
+    :param session: the aiohttp session to send with (owned by the caller); by default one
+        of its own, closed by :meth:`close`.
     """
 
     def __init__(
-        self, target: dict[str, Any], config: dict[str, Any], session: aiohttp.ClientSession
+        self, target: dict[str, Any], config: dict[str, Any], session: aiohttp.ClientSession | None = None
     ) -> None:
         self.target = target
-        self.session = session
+        self._own_session = session is None
+        self._session = session
         auth = target["auth"]
         self._kind = auth["kind"]
         secret = _secret_at(config, auth["config_path"])
@@ -103,6 +96,17 @@ class OpenWhiskInvoker:
 
     def __repr__(self) -> str:  # never the credential
         return f"OpenWhiskInvoker({self.url!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _authorization(self) -> tuple[str, int | None]:
         if self._kind == "basic":
@@ -164,6 +168,34 @@ class OpenWhiskInvoker:
                 await asyncio.sleep(delay)
                 delay *= 2
         raise DispatchUnavailable(f"{self.url}: {last} ({MAX_ATTEMPTS} attempts)")
+
+
+def invoke_target(backend: Any, name: str, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Worker side: where and how the trigger invokes the job's action, from Lithops'
+    ``openwhisk`` / ``ibm_cf`` backend object (no secret: ``auth`` names the config key that
+    holds the credential, which the trigger reads from the Connection)."""
+    action = backend._format_function_name(payload["runtime_name"], payload["runtime_memory"])
+    if name == "ibm_cf":
+        backend._get_or_create_namespace()  # cached by Lithops after its first invocation
+    client = backend.cf_client
+    target: dict[str, Any] = {
+        "endpoint": client.endpoint,
+        "namespace": client.namespace,
+        "package": backend.package,
+        "action": action,
+        "user_agent": config[name].get("user_agent"),
+    }
+    if name == "openwhisk":
+        target["insecure"] = bool(backend.insecure)
+        target["auth"] = {"kind": "basic", "config_path": ["openwhisk", "api_key"]}
+    else:  # ibm_cf: an IAM bearer token for the API key
+        iam_endpoint = config["ibm_cf"].get("iam_endpoint") or (config.get("ibm") or {}).get("iam_endpoint")
+        target["auth"] = {
+            "kind": "iam",
+            "config_path": ["ibm_cf", "iam_api_key"],
+            "iam_endpoint": iam_endpoint,
+        }
+    return target
 
 
 def _error_text(text: str) -> str:

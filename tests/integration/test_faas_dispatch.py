@@ -1,7 +1,9 @@
 """No worker slot held at any job size on a FaaS backend (pywren_deferrable.dispatch).
 
 On the OpenWhisk-API stand-in (tests/openwhisk_fake: every activation a process running
-Lithops' real action entry point and worker), storage on the local S3 endpoint. A job of
+Lithops' real action entry point and worker) and on the AWS Lambda stand-in
+(tests/lambda_fake: every invocation a process running Lithops' real Lambda handler),
+storage on the local S3 endpoint. A job of
 several times ``max_workers`` calls: the task defers right after the first wave, the
 trigger invokes the rest as calls finish, never more than ``max_workers`` at once by the
 calls' own start/end times in their status.json, every call runs, the results are right;
@@ -25,6 +27,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from lambda_fake.platform import lambda_account
 from openwhisk_fake import FakeOpenWhisk
 from payloads.functions import sleep_then
 
@@ -40,17 +43,18 @@ MAX_WORKERS = 3
 
 
 class Platform:
-    """The stand-in and the secrets the ``lithops_default`` Connection gives it."""
+    """The stand-in and the secrets the ``lithops_default`` Connection gives it.
 
-    def __init__(self, fake: FakeOpenWhisk, api_key: str, s3: LocalS3Server, bucket: str) -> None:
-        self.fake, self.api_key, self.s3, self.bucket = fake, api_key, s3, bucket
+    :param fake: the OpenWhisk or the Lambda stand-in (both list invocations by job).
+    :param secrets: the compute credentials that must appear nowhere but the Connection.
+    """
+
+    def __init__(self, fake: Any, secrets: list[str], s3: LocalS3Server, bucket: str) -> None:
+        self.fake, self.secrets, self.s3, self.bucket = fake, secrets, s3, bucket
 
     @property
     def sentinels(self) -> list[str]:
-        # The secret part of an OpenWhisk key (its uuid part names the package), an IBM
-        # Cloud API key (its first 4 characters name the package), the storage HMAC keys.
-        key = self.api_key.split(":", 1)[1] if ":" in self.api_key else self.api_key[4:]
-        return [key, EMBEDDED_SECRET_KEY, EMBEDDED_ACCESS_KEY]
+        return [*self.secrets, EMBEDDED_SECRET_KEY, EMBEDDED_ACCESS_KEY]
 
     def calls_invoked(self, job_id: str = "M000") -> list[str]:
         return [c for a in self.fake.invocations_of(job_id) for c in a.call_ids]
@@ -64,7 +68,7 @@ class Platform:
         ]
 
 
-@pytest.fixture(params=["openwhisk", "ibm_cf"])
+@pytest.fixture(params=["openwhisk", "ibm_cf", "aws_lambda"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -73,6 +77,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 def platform(
     monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server, bucket: str, tmp_path: Path, backend: str
 ) -> Iterator[Platform]:
+    if backend == "aws_lambda":
+        with lambda_account(tmp_path, monkeypatch, max_workers=MAX_WORKERS, runtime_timeout=120) as account:
+            account.extra["minio"] = {"endpoint": s3_server.endpoint, "storage_bucket": bucket}
+            conn = {
+                "conn_type": "lithops",
+                "login": EMBEDDED_ACCESS_KEY,
+                "password": EMBEDDED_SECRET_KEY,
+                "extra": account.extra,
+            }
+            monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", json.dumps(conn))
+            yield Platform(account.fake, account.sentinels, s3_server, bucket)
+        return
     import lithops.constants
     import lithops.serverless.backends.ibm_cf.ibm_cf as ibm_cf
     import lithops.storage.storage as storage
@@ -117,8 +133,11 @@ def platform(
         "extra": extra,
     }
     monkeypatch.setenv("AIRFLOW_CONN_LITHOPS_DEFAULT", json.dumps(conn))
+    # The secret part of an OpenWhisk key (its uuid part names the package), an IBM Cloud
+    # API key (its first 4 characters name the package).
+    secret = api_key.split(":", 1)[1] if ":" in api_key else api_key[4:]
     try:
-        yield Platform(fake, api_key, s3_server, bucket)
+        yield Platform(fake, [secret], s3_server, bucket)
     finally:
         fake.stop()
 
@@ -207,7 +226,7 @@ print(json.dumps(event.payload["status"]))
 """
 
 
-@pytest.mark.parametrize("backend", ["openwhisk"])
+@pytest.mark.parametrize("backend", ["openwhisk", "aws_lambda"])
 async def test_a_trigger_killed_mid_dispatch_loses_no_call(platform: Platform) -> None:
     calls = 4 * MAX_WORKERS
     op = sleepy_map(calls, 2.0)

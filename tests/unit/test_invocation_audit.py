@@ -80,6 +80,20 @@ def test_an_exception_is_a_refusal_and_still_raised() -> None:
         audit.wait_all_accepted({"R000": 1}, timeout=5)
 
 
+def test_lithops_aws_lambda_429_exception_is_a_retry_not_a_refusal() -> None:
+    """Lithops' aws_lambda invoke raises ``Exception('Error 429: ...')`` where its OpenWhisk
+    client returns None: the audit answers None (Lithops requeues the chunk); other errors
+    of that backend stay refusals."""
+    throttled = Exception('Error 429: {"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}')
+    handler = Handler({"00000": throttled, "00001": Exception("Error 500: internal")})
+    audit = InvocationAudit(handler)
+    assert handler.invoke(payload("M000", "00000")) is None
+    assert audit.throttled == 1 and audit.refused == []
+    with pytest.raises(Exception, match="Error 500"):
+        handler.invoke(payload("M000", "00001"))
+    assert len(audit.refused) == 1
+
+
 def test_the_wait_times_out_naming_the_jobs_left() -> None:
     audit = InvocationAudit(Handler({}))
     with pytest.raises(TimeoutError, match="M000: 3"):
