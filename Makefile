@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Azurite (Azure Blob's local stand-in, published on npm) for tests/integration/test_storages.py;
+# Azurite (Azure Blob and Queue's local stand-in, published on npm) for tests/integration/test_storages.py
+# and test_azure_functions.py;
 # redis-server comes from Debian (.ci/run installs it) and fake-gcs-server with the test extra.
 AZURITE_VERSION ?= 3.37.0
 $(VENV)/node/node_modules/.bin/azurite-blob: | $(VENV)/.installed
@@ -59,7 +60,7 @@ wheel-check: install
 # (scripts/run_tests.sh), balanced by their times: unit + integration; end to end + the
 # FaaS stand-in's suites; the engine tests on pywren-ibm-cloud (Python 3.10 venv) followed
 # by the Lithops parity suites.
-FAAS_TESTS := tests/integration/test_openwhisk.py tests/integration/test_faas_dispatch.py
+FAAS_TESTS := tests/integration/test_openwhisk.py tests/integration/test_faas_dispatch.py tests/integration/test_azure_functions.py
 PARITY_TESTS := tests/parity tests/integration/test_lithops_semantics.py
 test: lint wheel-check azurite chromium $(VENV310)/.installed
 	bash scripts/run_tests.sh \

@@ -28,12 +28,13 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any
 
+from pywren_deferrable.dispatch import azure_functions
 from pywren_deferrable.dispatch.plan import Chunk, DispatchPlan, find_secrets, strip_secrets
 
 log = logging.getLogger(__name__)
 
 # Backends whose invocations the trigger can make (see :mod:`.openwhisk`).
-DISPATCH_BACKENDS = frozenset({"openwhisk", "ibm_cf"})
+DISPATCH_BACKENDS = frozenset({"openwhisk", "ibm_cf", "azure_functions"})
 # Payload keys _invoke_task sets per chunk; the plan stores them per chunk, not in the template.
 PER_CHUNK_KEYS = frozenset({"call_ids", "host_submit_tstamp"})
 
@@ -52,6 +53,8 @@ def why_not_capture(fexec: Any) -> str | None:
         return (
             f"the trigger cannot invoke {invoker.backend!r} functions yet (only {sorted(DISPATCH_BACKENDS)})"
         )
+    if invoker.backend == "azure_functions":
+        return azure_functions.why_not(invoker.config)
     return None
 
 
@@ -182,6 +185,8 @@ class PendingCapture:
 def invoke_target(backend: Any, name: str, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Where and how the trigger invokes the job's action (no secret: ``auth`` names the
     config key that holds the credential, which the trigger reads from the Connection)."""
+    if name == "azure_functions":
+        return azure_functions.invoke_target(backend, payload)
     action = backend._format_function_name(payload["runtime_name"], payload["runtime_memory"])
     if name == "ibm_cf":
         backend._get_or_create_namespace()  # cached by Lithops after its first invocation

@@ -24,10 +24,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
+from pywren_deferrable.dispatch.azure_functions import AzureQueueInvoker
 from pywren_deferrable.dispatch.openwhisk import (
     DispatchError,
     DispatchRefused,
@@ -47,7 +48,17 @@ from pywren_deferrable.triggers.status import StatusSource
 
 log = logging.getLogger(__name__)
 
-INVOKERS = {"openwhisk": OpenWhiskInvoker, "ibm_cf": OpenWhiskInvoker}
+
+class Invoker(Protocol):
+    """Invokes one plan's function (a backend's module: :mod:`.openwhisk`, :mod:`.azure_functions`).
+    One that owns connections also has ``async aclose()``, called when the dispatcher closes."""
+
+    async def invoke(self, payload: dict[str, Any]) -> str: ...
+
+
+InvokerFactory = Callable[[dict[str, Any], dict[str, Any], aiohttp.ClientSession], Invoker]
+INVOKERS: dict[str, InvokerFactory] = {"openwhisk": OpenWhiskInvoker, "ibm_cf": OpenWhiskInvoker}
+INVOKERS["azure_functions"] = AzureQueueInvoker
 FIRST_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 30.0
 DEFAULT_MAX_OUTAGE = 300.0
@@ -83,7 +94,7 @@ class Dispatcher:
         self._accepted: dict[str, set[int]] = {}
         self._config: dict[str, Any] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._invokers: dict[str, OpenWhiskInvoker] = {}
+        self._invokers: dict[str, Invoker] = {}
         self._retry_at = 0.0
         self._retry_delay = FIRST_RETRY_DELAY
         self._outage_since: float | None = None
@@ -131,11 +142,16 @@ class Dispatcher:
             self._accepted[job_id] = set()
 
     async def close(self) -> None:
+        for invoker in self._invokers.values():
+            aclose = getattr(invoker, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self._invokers.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _invoker(self, job_id: str) -> OpenWhiskInvoker:
+    async def _invoker(self, job_id: str) -> Invoker:
         invoker = self._invokers.get(job_id)
         if invoker is None:
             if self._config is None:
