@@ -14,8 +14,10 @@ not: each test's account is presented with the runtime deployed (``FakeAzureFunc
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -317,19 +319,23 @@ def test_wrong_account_key_fails_clearly(deployed: Platform, monkeypatch: pytest
     """A wrong storage account key fails the task at submit with Azure's answer, naming no
     secret, before any call."""
     wrong = json.loads(json.dumps(deployed.extra))
-    bad_key = "d3Jvbmcta2V5LWZvci10aGUtYWNjb3VudA" + uuid.uuid4().hex
+    bad_key = base64.b64encode(secrets.token_bytes(64)).decode()  # well-formed, not the account's
     wrong["azure_storage"]["storage_account_key"] = bad_key
     deployed.set_connection(monkeypatch, wrong)
     op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1, 2], deferrable=False)
-    with pytest.raises(Exception, match=r"(?i)authenticat|403") as failure:
+    with pytest.raises(Exception, match=r"refused the Connection's credentials \(403 \w+\)") as failure:
         op.execute({"ti": FakeTI()})
     assert bad_key not in str(failure.value)
     assert deployed.host.invocations_of("M000") == []
 
 
-def test_function_not_deployed_fails_clearly(platform: Platform) -> None:
+def test_function_not_deployed_fails_clearly(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     """No runtime deployed in the account: Lithops deploys it with the Azure CLI, which is
-    not here; the task fails saying so, before any call."""
+    not here; the task fails saying so, before any call. (A custom runtime name: for the
+    default one Lithops would first pip-install its requirements to build it.)"""
+    extra = json.loads(json.dumps(platform.extra))
+    extra["azure_functions"]["runtime"] = "custom-runtime"
+    platform.set_connection(monkeypatch, extra)
     op = PyWrenMapOperator(task_id="t", map_function=add, map_iterdata=[1, 2], deferrable=False)
     with pytest.raises(Exception, match=r"Azure CLI \(az\) command not found"):
         op.execute({"ti": FakeTI()})
