@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from azure_functions_fake import FakeAzureFunctions
 from payloads.functions import add, sleep_then
 from storage_servers import AzuriteServer
@@ -372,3 +372,28 @@ async def test_queue_service_unreachable_briefly_mid_dispatch(deployed: Platform
     # The calls beyond the first wave went out once the queue was reachable again.
     later = [i.start for i in deployed.host.invocations_of("M000")][MAX_WORKERS:]
     assert min(later) >= blocked_until - 0.5
+
+
+def test_invocation_killed_at_the_function_timeout_is_retried_then_poisoned(deployed: Platform) -> None:
+    """The call outlives the function timeout (host.json's functionTimeout): the host kills
+    the invocation, the message comes back after the visibility timeout and is run again,
+    then, past maxDequeueCount, goes to the poison queue. The call never wrote its status:
+    the task fails naming it, not a hang."""
+    host = deployed.host
+    host.function_timeout, host.visibility_timeout, host.max_dequeue_count = 4.0, 1.0, 2
+    op = PyWrenMapOperator(
+        task_id="t", map_function=sleep_then, map_iterdata=[(7, 60)], timeout=10, deferrable=False
+    )
+    with pytest.raises(AirflowException, match=r"(?s)M000/00000.*wrote no status"):
+        op.execute({"ti": FakeTI()})
+    app = next(iter(host.apps.values()))
+    deadline = time.monotonic() + 60
+    while not app.poisoned and time.monotonic() < deadline:  # the task may give up first
+        time.sleep(0.2)
+    runs = host.invocations_of("M000")
+    assert [r.status for r in runs] == ["timeout", "timeout"]
+    assert [r.dequeue_count for r in runs] == [1, 2]
+    assert len({r.message_id for r in runs}) == 1
+    assert app.poisoned == [runs[0].message_id]
+    poison = host.queue_client(f"{app.in_queue}-poison").peek_messages()
+    assert len(poison) == 1
