@@ -164,5 +164,6 @@ class AzureQueueInvoker:
 def _status(err: Any) -> str:
     """The HTTP status and Azure error code of ``err`` (its message may quote the request)."""
     code = getattr(err, "error_code", None)
+    code = getattr(code, "value", code)  # azure-storage's StorageErrorCode enum
     status = getattr(err, "status_code", None)
     return " ".join(str(part) for part in (status, code) if part) or type(err).__name__

@@ -397,3 +397,88 @@ def test_invocation_killed_at_the_function_timeout_is_retried_then_poisoned(depl
     assert app.poisoned == [runs[0].message_id]
     poison = host.queue_client(f"{app.in_queue}-poison").peek_messages()
     assert len(poison) == 1
+
+
+# --- the trigger's invoker, message by message -------------------------------------------------
+
+
+def _invoker_target(platform: Platform, queue: str) -> dict[str, Any]:
+    return {
+        "account_url": platform.azurite.queue_account_url,
+        "account_name": platform.azurite.account,
+        "queue": queue,
+        "function": "lithops-worker-x",
+        "auth": {"kind": "shared_key", "config_path": ["azure_functions", "storage_account_key"]},
+    }
+
+
+@pytest.fixture
+def queue(platform: Platform) -> str:
+    name = f"lithops-worker-{uuid.uuid4().hex[:12]}-in-trigger"
+    platform.host.queue_client(name).create_queue()
+    return name
+
+
+async def test_invoker_sends_the_message_lithops_sends(platform: Platform, queue: str) -> None:
+    from lithops.utils import b64str_to_dict
+
+    from pywren_deferrable.dispatch.azure_functions import AzureQueueInvoker
+
+    payload = {"job_id": "M000", "call_ids": ["00003"], "config": {"lithops": {"backend": "azure_functions"}}}
+    config = {"azure_functions": {"storage_account_key": platform.azurite.key}}
+    invoker = AzureQueueInvoker(_invoker_target(platform, queue), config)
+    try:
+        assert platform.azurite.key not in repr(invoker)
+        message_id = await invoker.invoke(payload)
+    finally:
+        await invoker.aclose()
+    [message] = platform.host.queue_client(queue).receive_messages(max_messages=1)
+    assert message.id == message_id
+    assert b64str_to_dict(message.content) == payload  # Lithops' own decoding
+
+
+async def test_invoker_refuses_on_a_wrong_key_and_a_missing_queue(platform: Platform, queue: str) -> None:
+    from pywren_deferrable.dispatch.azure_functions import AzureQueueInvoker
+    from pywren_deferrable.dispatch.openwhisk import DispatchRefused
+
+    wrong = base64.b64encode(secrets.token_bytes(64)).decode()
+    invoker = AzureQueueInvoker(
+        _invoker_target(platform, queue), {"azure_functions": {"storage_account_key": wrong}}
+    )
+    try:
+        with pytest.raises(
+            DispatchRefused, match=r"403 \w+ \(the Connection's storage account key was refused\)"
+        ) as refused:
+            await invoker.invoke({"job_id": "M000"})
+    finally:
+        await invoker.aclose()
+    assert wrong not in str(refused.value)
+    good = {"azure_functions": {"storage_account_key": platform.azurite.key}}
+    invoker = AzureQueueInvoker(_invoker_target(platform, "lithops-worker-gone-in-trigger"), good)
+    try:
+        with pytest.raises(
+            DispatchRefused, match=r"404 QueueNotFound, the function's input queue does not exist"
+        ):
+            await invoker.invoke({"job_id": "M000"})
+    finally:
+        await invoker.aclose()
+    with pytest.raises(DispatchRefused, match=r"no azure_functions.storage_account_key"):
+        AzureQueueInvoker(_invoker_target(platform, queue), {"azure_functions": {}})
+
+
+async def test_invoker_reports_an_unreachable_queue_service_as_unavailable(
+    platform: Platform, queue: str
+) -> None:
+    from pywren_deferrable.dispatch.azure_functions import MAX_ATTEMPTS, AzureQueueInvoker
+    from pywren_deferrable.dispatch.openwhisk import DispatchUnavailable
+
+    config = {"azure_functions": {"storage_account_key": platform.azurite.key}}
+    invoker = AzureQueueInvoker(_invoker_target(platform, queue), config)
+    platform.azurite.unreachable_for("queue", 30.0)
+    try:
+        with pytest.raises(DispatchUnavailable, match=rf"\({MAX_ATTEMPTS} attempts\)"):
+            await invoker.invoke({"job_id": "M000"})
+    finally:
+        await invoker.aclose()
+    platform.azurite.unreachable_for("queue", 0.0)
+    assert platform.host.queue_client(queue).peek_messages() == []
