@@ -1,5 +1,7 @@
 """Row 7: worker slot-seconds of a FaaS job of 10 x ``max_workers`` calls, this project vs
-today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake).
+today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake; 7a-7c) and
+on the Azure Functions stand-in (tests/azure_functions_fake, Azurite; 7d, also alone as
+``--only dispatch-azure``).
 
 Each flow runs the real ``PyWrenMapOperator`` on Lithops' ``openwhisk`` backend (every
 activation a process running Lithops' action entry point and worker): ``execute`` until it

@@ -13,8 +13,8 @@ behaving as the host's queue listener documents it
   function runs; a message is deleted only once the function succeeded;
 * a failed run (exception, exit, timeout) puts the message back, visible again after
   ``visibility_timeout`` (host.json's ``queues.visibilityTimeout``, 5 s in Lithops'),
-  and its dequeue count grows; past ``max_dequeue_count`` (5) it moves to
-  ``<queue>-poison`` without running again;
+  and its dequeue count grows; the failure of its ``max_dequeue_count``-th run (5) moves it
+  to ``<queue>-poison``, as does receiving it past that count (a host that died mid-run);
 * at most ``concurrency_limit`` invocations run at once (instances x batch size);
 * a run longer than ``function_timeout`` (host.json's ``functionTimeout``) is killed;
 * the body is base64-decoded (the binding's default ``messageEncoding``), and what the
@@ -250,12 +250,12 @@ class FakeAzureFunctions:
             if not messages:
                 time.sleep(self.poll_interval)
 
-    def _poison(self, app: FunctionApp, queue: Any, message: Any) -> None:
+    def _poison(self, app: FunctionApp, queue: Any, message: Any, receipt: str | None = None) -> None:
         poison = self.queue_client(f"{app.in_queue}-poison")
         with contextlib.suppress(Exception):
             poison.create_queue()
         poison.send_message(message.content)
-        queue.delete_message(message)
+        queue.delete_message(message.id, receipt or message.pop_receipt)
         app.poisoned.append(message.id)
 
     def _invoke(self, app: FunctionApp, queue: Any, message: Any) -> None:
@@ -282,12 +282,11 @@ class FakeAzureFunctions:
             else:
                 invocation.status = "timeout" if error.startswith("Timeout") else "failed"
                 invocation.error = error
-                # Back in the queue, visible again after the retry delay.
-                queue.update_message(
-                    message.id,
-                    self._receipt(message, pop_receipt),
-                    visibility_timeout=int(self.visibility_timeout),
-                )
+                receipt = self._receipt(message, pop_receipt)
+                if message.dequeue_count >= self.max_dequeue_count:  # its last try: poisoned now
+                    self._poison(app, queue, message, receipt)
+                else:  # back in the queue, visible again after the retry delay
+                    queue.update_message(message.id, receipt, visibility_timeout=int(self.visibility_timeout))
         except Exception as err:  # the host's own trouble: the lease expires, the message reappears
             invocation.status, invocation.error = "failed", f"host: {type(err).__name__}: {err}"
         finally:
