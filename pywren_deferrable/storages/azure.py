@@ -72,18 +72,29 @@ class AzureAccessRefused(RuntimeError):
 
 
 @asynccontextmanager
-async def _refusals(container: Any) -> AsyncIterator[None]:
-    """Turn azure-core's bare "Server failed to authenticate the request" into an error
-    that says which account refused which setting."""
+async def _azure_errors(container: Any) -> AsyncIterator[None]:
+    """Say what azure-core's errors mean to the trigger: a refused key (403) becomes an
+    :class:`AzureAccessRefused` naming the account and the setting (azure-core only says
+    "Server failed to authenticate the request"); an unreachable service, throttling (429)
+    or a server error becomes a ``ConnectionError``, which the trigger retries up to its
+    ``max_outage`` as it does S3's (azure-core's own retries, about a minute, come first)."""
     try:
         yield
     except Exception as err:
-        if type(err).__name__ != "ClientAuthenticationError" and getattr(err, "status_code", None) != 403:
+        account = getattr(container, "account_name", "?")
+        status = getattr(err, "status_code", None)
+        if type(err).__name__ in ("ServiceRequestError", "ServiceResponseError"):
+            raise ConnectionError(
+                f"Azure storage account {account!r} unreachable: {type(err).__name__}"
+            ) from err
+        if status == 429 or (isinstance(status, int) and status >= 500):
+            raise ConnectionError(f"Azure storage account {account!r} answered {status}") from err
+        if type(err).__name__ != "ClientAuthenticationError" and status != 403:
             raise
         code = getattr(err, "error_code", None) or "AuthenticationFailed"
         code = getattr(code, "value", code)  # azure-storage's StorageErrorCode enum
         raise AzureAccessRefused(
-            f"Azure storage account {getattr(container, 'account_name', '?')!r} refused the Connection's "
+            f"Azure storage account {account!r} refused the Connection's "
             f"credentials (403 {code}): check azure_storage.storage_account_key (or connection_string)"
         ) from None
 
@@ -107,7 +118,7 @@ class AzureStatusSource:
         while True:
             self._requests += 1
             try:
-                async with _refusals(self._container):
+                async with _azure_errors(self._container):
                     page = await pages.__anext__()
                     blobs = [blob async for blob in page]
             except StopAsyncIteration:
@@ -126,7 +137,7 @@ class AzureStatusSource:
     async def get(self, key: str) -> bytes | None:
         self._requests += 1
         try:
-            async with _refusals(self._container):
+            async with _azure_errors(self._container):
                 downloader = await self._container.download_blob(key)
                 data: bytes = await downloader.readall()
         except Exception as err:
@@ -137,7 +148,7 @@ class AzureStatusSource:
 
     async def put(self, key: str, data: bytes) -> None:
         self._requests += 1
-        async with _refusals(self._container):
+        async with _azure_errors(self._container):
             await self._container.upload_blob(key, data, overwrite=True)
 
     async def delete(self, keys: list[str]) -> int:
@@ -146,7 +157,7 @@ class AzureStatusSource:
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
             self._requests += 1
-            async with _refusals(self._container):
+            async with _azure_errors(self._container):
                 responses = await self._container.delete_blobs(*batch, raise_on_any_failure=False)
             async for response in responses:
                 if response.status_code == 202:

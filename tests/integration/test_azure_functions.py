@@ -482,3 +482,17 @@ async def test_invoker_reports_an_unreachable_queue_service_as_unavailable(
         await invoker.aclose()
     platform.azurite.unreachable_for("queue", 0.0)
     assert platform.host.queue_client(queue).peek_messages() == []
+
+
+async def test_blob_service_unreachable_briefly_while_the_trigger_polls(deployed: Platform) -> None:
+    """Azure Blob (the job's storage) refuses connections for 8 s while the job runs: the
+    trigger's polls fail and are retried (a storage outage up to ``max_outage``), the calls
+    running meanwhile finish once it is back, and the job completes."""
+    calls = 2 * MAX_WORKERS
+    op = sleepy_map(calls, 2.0)
+    trigger, _ = defer(op)
+    deployed.azurite.unreachable_for("blob", 8.0)
+    event = await trigger.wait_for_event()
+    assert event.payload["status"] == "success", event.payload
+    assert op.execute_complete({"ti": FakeTI()}, dict(event.payload)) == list(range(calls))
+    assert sorted(set(deployed.messages_sent())) == [f"{i:05d}" for i in range(calls)]
