@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Azurite (Azure Blob's local stand-in, published on npm) for tests/integration/test_storages.py;
+# Azurite (Azure Blob and Queue's local stand-in, published on npm) for tests/integration/test_storages.py
+# and test_azure_functions.py;
 # redis-server comes from Debian (.ci/run installs it) and fake-gcs-server with the test extra.
 AZURITE_VERSION ?= 3.37.0
 $(VENV)/node/node_modules/.bin/azurite-blob: | $(VENV)/.installed
@@ -57,15 +58,16 @@ wheel-check: install
 
 # The whole suite: lint and packaging first, then three suites side by side
 # (scripts/run_tests.sh), balanced by their times: unit + integration; end to end + the
-# FaaS stand-in's suites; the engine tests on pywren-ibm-cloud (Python 3.10 venv) followed
-# by the Lithops parity suites.
+# OpenWhisk and Lambda stand-ins' suites; the engine tests on pywren-ibm-cloud (Python 3.10
+# venv) followed by the Lithops parity suites and the Azure Functions stand-in's.
 FAAS_TESTS := tests/integration/test_openwhisk.py tests/integration/test_faas_dispatch.py tests/integration/test_aws_lambda.py
 PARITY_TESTS := tests/parity tests/integration/test_lithops_semantics.py
+AZURE_FUNCTIONS_TESTS := tests/integration/test_azure_functions.py
 test: lint wheel-check azurite chromium $(VENV310)/.installed
 	bash scripts/run_tests.sh \
-		core "$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration $(addprefix --ignore=,$(FAAS_TESTS) tests/integration/test_lithops_semantics.py)" \
+		core "$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration $(addprefix --ignore=,$(FAAS_TESTS) $(AZURE_FUNCTIONS_TESTS) tests/integration/test_lithops_semantics.py)" \
 		e2e "$(PY) -m pytest -q -p no:cacheprovider tests/e2e $(FAAS_TESTS)" \
-		pywren+parity "$(MAKE) --no-print-directory test-pywren; a=\$$?; $(PY) -m pytest -q -p no:cacheprovider $(PARITY_TESTS); b=\$$?; exit \$$((a | b))"
+		pywren+parity+azure "$(MAKE) --no-print-directory test-pywren; a=\$$?; $(PY) -m pytest -q -p no:cacheprovider $(PARITY_TESTS) $(AZURE_FUNCTIONS_TESTS); b=\$$?; exit \$$((a | b))"
 
 # The Lithops half alone, one suite after the other.
 test-lithops: lint wheel-check azurite chromium

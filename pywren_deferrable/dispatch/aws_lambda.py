@@ -30,6 +30,7 @@ import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from pywren_deferrable.dispatch.credentials import value_at
 from pywren_deferrable.dispatch.errors import DispatchRefused, DispatchUnavailable
 
 MAX_ATTEMPTS = 4
@@ -49,13 +50,6 @@ CONNECTION_ERRORS = (
 )
 
 
-def _value_at(config: dict[str, Any], path: list[str]) -> str | None:
-    value: Any = config
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
 class AwsLambdaInvoker:
     """Invokes one function (a plan's ``target``) with the credentials from ``config``.
 
@@ -69,7 +63,7 @@ class AwsLambdaInvoker:
         self.function = str(target["function"])
         paths = target.get("credentials") or {}
         self._credentials = {
-            key: _value_at(config, list(paths[key])) for key in CREDENTIAL_KEYS if key in paths
+            key: value_at(config, list(paths[key])) for key in CREDENTIAL_KEYS if key in paths
         }
         if self._credentials.get("access_key_id") and not self._credentials.get("secret_access_key"):
             raise DispatchRefused(

@@ -28,7 +28,7 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any
 
-from pywren_deferrable.dispatch.backends import DISPATCH_BACKENDS, TARGETS
+from pywren_deferrable.dispatch.backends import DISPATCH_BACKENDS, REFUSALS, TARGETS
 from pywren_deferrable.dispatch.plan import Chunk, DispatchPlan, find_secrets, strip_secrets
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def why_not_capture(fexec: Any) -> str | None:
         return (
             f"the trigger cannot invoke {invoker.backend!r} functions yet (only {sorted(DISPATCH_BACKENDS)})"
         )
-    return None
+    refusal = REFUSALS.get(invoker.backend)
+    return refusal(invoker.config) if refusal is not None else None
 
 
 class _Recorder:

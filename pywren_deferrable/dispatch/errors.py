@@ -1,9 +1,9 @@
 """What a backend's invoker promises the dispatcher (:class:`Invoker`), and how it fails.
 
 Each backend the trigger can invoke has a module of its own here (:mod:`.openwhisk`,
-:mod:`.aws_lambda`) with an invoker and the worker-side ``invoke_target`` that records,
-in the plan, where to invoke (no secret); :mod:`.backends` lists them. The dispatcher sees
-only this interface.
+:mod:`.aws_lambda`, :mod:`.azure_functions`) with an invoker and the worker-side
+``invoke_target`` that records, in the plan, where to invoke (no secret); :mod:`.backends`
+lists them. The dispatcher sees only this interface.
 """
 
 from __future__ import annotations

@@ -19,13 +19,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import ssl
-from functools import lru_cache
 from typing import Any
 
 import aiohttp
 
+from pywren_deferrable.dispatch.credentials import secret_at, ssl_setting
 from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused, DispatchUnavailable
 from pywren_deferrable.hooks.ibm_iam import IamAuthenticationError, IamError, shared_token_manager
 
@@ -34,30 +32,6 @@ __all__ = ["DispatchError", "DispatchRefused", "DispatchUnavailable", "OpenWhisk
 MAX_ATTEMPTS = 4
 FIRST_BACKOFF = 0.5
 REQUEST_TIMEOUT = 30.0
-
-
-@lru_cache(maxsize=4)
-def _verified_context(cafile: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if cafile:
-        context.load_verify_locations(cafile=cafile)
-    return context
-
-
-def ssl_setting(insecure: bool) -> ssl.SSLContext | bool:
-    """What aiohttp verifies the endpoint's certificate with (cached: loading CAs reads files)."""
-    if insecure:
-        return False
-    return _verified_context(os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE"))
-
-
-def _secret_at(config: dict[str, Any], path: list[str]) -> str:
-    value: Any = config
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    if not isinstance(value, str) or not value:
-        raise DispatchRefused(f"the Connection's config has no {'.'.join(path)} to invoke the action with")
-    return value
 
 
 class OpenWhiskInvoker:
@@ -77,7 +51,7 @@ class OpenWhiskInvoker:
         self._session = session
         auth = target["auth"]
         self._kind = auth["kind"]
-        secret = _secret_at(config, auth["config_path"])
+        secret = secret_at(config, auth["config_path"])
         if self._kind == "basic":
             self._basic = "Basic " + base64.b64encode(secret.encode()).decode()
         else:

@@ -234,8 +234,9 @@ class PyWrenBaseOperator(BaseOperator):
     ) -> str | None:
         """The usage line of a task whose inputs ran in retry rounds: wall time from this
         try's first submission (not the last round's), and how many rounds ran. The
-        statuses are those the results were read from: one per input, its last try."""
-        rounds = state.rounds[state.try_start :]
+        statuses are those the results were read from: one per input, its last try. A try
+        that reattached to an earlier try's job ran no round of its own: that job counts."""
+        rounds = state.rounds[state.try_start :] or state.rounds[-1:]
         line = self.usage_summary(replace(job, submitted_at=rounds[0].job.submitted_at), config, statuses)
         return f"{line} ({len(rounds)} rounds)" if line and len(rounds) > 1 else line
 

@@ -66,6 +66,39 @@ def _is_not_found(err: BaseException) -> bool:
     return getattr(err, "status_code", None) == 404
 
 
+class AzureAccessRefused(RuntimeError):
+    """The storage account refused the Connection's credentials (403). Not transient: a
+    retry with the same key cannot succeed. Names the account, never the key."""
+
+
+@asynccontextmanager
+async def _azure_errors(container: Any) -> AsyncIterator[None]:
+    """Say what azure-core's errors mean to the trigger: a refused key (403) becomes an
+    :class:`AzureAccessRefused` naming the account and the setting (azure-core only says
+    "Server failed to authenticate the request"); an unreachable service, throttling (429)
+    or a server error becomes a ``ConnectionError``, which the trigger retries up to its
+    ``max_outage`` as it does S3's (azure-core's own retries, about a minute, come first)."""
+    try:
+        yield
+    except Exception as err:
+        account = getattr(container, "account_name", "?")
+        status = getattr(err, "status_code", None)
+        if type(err).__name__ in ("ServiceRequestError", "ServiceResponseError"):
+            raise ConnectionError(
+                f"Azure storage account {account!r} unreachable: {type(err).__name__}"
+            ) from err
+        if status == 429 or (isinstance(status, int) and status >= 500):
+            raise ConnectionError(f"Azure storage account {account!r} answered {status}") from err
+        if type(err).__name__ != "ClientAuthenticationError" and status != 403:
+            raise
+        code = getattr(err, "error_code", None) or "AuthenticationFailed"
+        code = getattr(code, "value", code)  # azure-storage's StorageErrorCode enum
+        raise AzureAccessRefused(
+            f"Azure storage account {account!r} refused the Connection's "
+            f"credentials (403 {code}): check azure_storage.storage_account_key (or connection_string)"
+        ) from None
+
+
 class AzureStatusSource:
     """A blob container through a shared ``azure.storage.blob.aio.ContainerClient``."""
 
@@ -85,8 +118,9 @@ class AzureStatusSource:
         while True:
             self._requests += 1
             try:
-                page = await pages.__anext__()
-                blobs = [blob async for blob in page]
+                async with _azure_errors(self._container):
+                    page = await pages.__anext__()
+                    blobs = [blob async for blob in page]
             except StopAsyncIteration:
                 return
             yield [
@@ -103,8 +137,9 @@ class AzureStatusSource:
     async def get(self, key: str) -> bytes | None:
         self._requests += 1
         try:
-            downloader = await self._container.download_blob(key)
-            data: bytes = await downloader.readall()
+            async with _azure_errors(self._container):
+                downloader = await self._container.download_blob(key)
+                data: bytes = await downloader.readall()
         except Exception as err:
             if _is_not_found(err):
                 return None
@@ -113,7 +148,8 @@ class AzureStatusSource:
 
     async def put(self, key: str, data: bytes) -> None:
         self._requests += 1
-        await self._container.upload_blob(key, data, overwrite=True)
+        async with _azure_errors(self._container):
+            await self._container.upload_blob(key, data, overwrite=True)
 
     async def delete(self, keys: list[str]) -> int:
         """Blob Batch: one request per 256 keys; a key already gone is not an error."""
@@ -121,7 +157,8 @@ class AzureStatusSource:
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
             self._requests += 1
-            responses = await self._container.delete_blobs(*batch, raise_on_any_failure=False)
+            async with _azure_errors(self._container):
+                responses = await self._container.delete_blobs(*batch, raise_on_any_failure=False)
             async for response in responses:
                 if response.status_code == 202:
                     deleted += 1

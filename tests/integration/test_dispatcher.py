@@ -20,7 +20,7 @@ import requests
 from openwhisk_fake import FakeOpenWhisk
 
 from pywren_deferrable.dispatch.dispatcher import Dispatcher
-from pywren_deferrable.dispatch.openwhisk import DispatchError, DispatchRefused
+from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused
 from pywren_deferrable.dispatch.plan import Chunk, Cursor, DispatchPlan, find_secrets, strip_secrets
 from pywren_deferrable.job import JobRef, StorageLocation
 from pywren_deferrable.triggers.poll import JobProgress, PollResult
@@ -141,10 +141,10 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 @pytest.fixture(autouse=True)
 def trust_the_stand_in(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pywren_deferrable.dispatch import openwhisk
+    from pywren_deferrable.dispatch import credentials
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", setup.fake.ca_bundle)
-    openwhisk._verified_context.cache_clear()
+    credentials._verified_context.cache_clear()
 
 
 async def test_never_more_than_max_workers_and_the_cursor_follows_acceptance(setup: Setup) -> None:

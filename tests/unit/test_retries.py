@@ -257,3 +257,6 @@ def test_the_usage_line_of_rounds_counts_wall_time_from_the_first_round_of_this_
     state.try_start = 2  # an Airflow retry: this try ran the last round only
     line = op.rounds_usage_summary(state, state.rounds[-1].job, {}, ends)
     assert line == "Job cccccc-0: 1 calls, 10.0s wall, 5.0 call-seconds"
+    state.try_start = 3  # an Airflow retry that reattached to the last round's job
+    line = op.rounds_usage_summary(state, state.rounds[-1].job, {}, ends)
+    assert line == "Job cccccc-0: 1 calls, 10.0s wall, 5.0 call-seconds"

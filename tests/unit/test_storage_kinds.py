@@ -125,3 +125,42 @@ def test_a_missing_client_library_names_its_extra() -> None:
 
     with pytest.raises(ImportError, match=r"pip install 'pywren-deferrable\[gcp\]'"):
         import_client("no_such_client_library", "gcp")
+
+
+async def test_azure_errors_say_what_they_mean_to_the_trigger() -> None:
+    """azure-core's exceptions are neither OSError nor botocore's: the azure source turns an
+    unreachable service or a 5xx into a ConnectionError (retried up to max_outage) and a
+    refused key into an error naming the account, not the key."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+    from pywren_deferrable.storages.azure import AzureAccessRefused, AzureStatusSource
+    from pywren_deferrable.triggers.job import is_transient
+
+    class Container:
+        account_name = "acct1"
+
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        async def download_blob(self, key: str) -> None:
+            raise self.error
+
+        async def upload_blob(self, key: str, data: bytes, overwrite: bool) -> None:
+            raise self.error
+
+    busy = HttpResponseError(message="busy")
+    busy.status_code = 503
+    for error in (ServiceRequestError("Cannot connect to host"), busy):
+        with pytest.raises(ConnectionError, match="acct1") as raised:
+            await AzureStatusSource(Container(error)).get("k")
+        assert is_transient(raised.value)
+    refused = ClientAuthenticationError(message="Server failed to authenticate the request.")
+    refused.status_code = 403
+    with pytest.raises(
+        AzureAccessRefused, match=r"'acct1' refused the Connection's credentials \(403"
+    ) as denied:
+        await AzureStatusSource(Container(refused)).put("k", b"x")
+    assert not is_transient(denied.value)
+    missing = HttpResponseError(message="nope")
+    missing.status_code = 404
+    assert await AzureStatusSource(Container(missing)).get("k") is None
