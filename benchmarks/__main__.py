@@ -27,6 +27,7 @@ BENCHMARKS = {
     "storages": "benchmarks.bench_storages",
     "jobview": "benchmarks.bench_jobview",
     "dispatch": "benchmarks.bench_dispatch",
+    "scale": "benchmarks.bench_scale",
 }
 
 

@@ -181,15 +181,23 @@ class JobProgress:
 
     def advance_watermark(self) -> None:
         """Move the watermark past the calls known done, forgetting them one by one."""
+        moved = False
         while True:
             following = self.next_call(self.last_done_call)
             if following is None or following not in self.done.extra:
-                return
+                break
             self.last_done_call = following
             self.watermark += 1
             self.done.extra.discard(following)
             self.started.extra.discard(following)
             self.started_at.pop(following, None)
+            moved = True
+        if moved:
+            # A set keeps the table of its largest size: copies fit what is left (a first
+            # poll that read 900 statuses would otherwise hold 900 slots per set).
+            self.done.extra = set(self.done.extra)
+            self.started.extra = set(self.started.extra)
+            self.started_at = dict(self.started_at)
 
     def finished(self, call: str) -> None:
         """``call`` ended (or was declared lost)."""
@@ -368,9 +376,9 @@ class JobPoller:
         executor_id = self._executor(progress)
         engine = self.job.engine
         prefix = job_prefix(executor_id, progress.job_id, engine)
-        start_after = progress.resume_after or list_start_after(
-            executor_id, progress.job_id, progress.last_done_call, engine
-        )
+        watermark_key = list_start_after(executor_id, progress.job_id, progress.last_done_call, engine)
+        # Continue after the last page, unless the watermark has passed it since.
+        start_after = max(progress.resume_after or "", watermark_key)
         finished: list[str] = []
         # One page per poll (see the module docstring): a full page may have more after it.
         pages = source.list_objects(prefix, start_after)
