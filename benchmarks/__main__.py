@@ -27,7 +27,7 @@ BENCHMARKS = {
     "storages": "benchmarks.bench_storages",
     "jobview": "benchmarks.bench_jobview",
     "dispatch": "benchmarks.bench_dispatch",
-    "dispatch-azure": "benchmarks.bench_dispatch_azure",
+    "scale": "benchmarks.bench_scale",
 }
 
 

@@ -1,8 +1,7 @@
 """Row 7: worker slot-seconds of a FaaS job of 10 x ``max_workers`` calls, this project vs
 today's in-process queue, on the OpenWhisk-API stand-in (tests/openwhisk_fake; 7a-7c), on
 the AWS Lambda stand-in (tests/lambda_fake, Lithops' ``aws_lambda`` backend; 7d) and on the
-Azure Functions stand-in (tests/azure_functions_fake, Azurite; 7e, also alone as ``--only
-dispatch-azure``).
+Azure Functions stand-in (tests/azure_functions_fake, Azurite; 7e).
 
 Each flow runs the real ``PyWrenMapOperator`` on Lithops' ``openwhisk`` backend (every
 activation a process running Lithops' action entry point and worker): ``execute`` until it
@@ -43,7 +42,6 @@ from typing import Any
 from benchmarks.common import ROOT, BenchResult, Context, Row, unique_bucket
 
 NAME = "dispatch"
-AZURE_NAME = "dispatch-azure"
 GOAL_EXTRA = 2.0
 REPEATS = 3
 # Time spent waiting for the first wave's invocations to be accepted, per thread.
@@ -314,7 +312,9 @@ def _lambda_platform(ctx: Context, max_workers: int) -> Any:
 
 def run(ctx: Context) -> BenchResult:
     result = run_openwhisk(ctx)
-    result.rows.extend(run_azure_functions(ctx).rows)
+    azure = run_azure_functions(ctx)
+    result.rows.extend(azure.rows)
+    result.notes.extend(azure.notes)
     return result
 
 
@@ -521,7 +521,7 @@ def run_azure_functions(ctx: Context) -> BenchResult:
         "calls_at_once": _azure_calls_at_once(azurite),
         "activations_at_once": _azure_invocations_at_once,
     }
-    result = BenchResult(AZURE_NAME)
+    result = BenchResult(NAME)
     project, queue = _side_by_side(
         lambda: _run_flow(host, "azure-project", big, seconds, dispatch=True, **measure),
         lambda: _run_flow(host, "azure-baseline", big, seconds, dispatch=False, **measure),

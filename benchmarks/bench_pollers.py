@@ -10,14 +10,15 @@ default, 10 s) from a random phase.
 
 Designs, each in its own window on the same loop and responder:
 
-* project: :class:`~pywren_deferrable.triggers.poll.JobPoller` over the provider's shared
-  client (``hooks/s3_client_pool.shared_s3_client``, one for all pollers);
-* client-per-trigger: the same poller, but each poller creates its own aiobotocore client
-  (from one shared session, the cheaper variant);
-* naive: the shared client, but listing each job's whole prefix every poll;
-* two proposed changes, measured here (not in the package): the shared client with a fast
-  ``LastModified`` parser (``datetime.fromisoformat`` instead of dateutil), and the
-  presigned lean reader of :mod:`benchmarks.lean_source`.
+* project: :class:`~pywren_deferrable.triggers.poll.JobPoller` over the S3 source the
+  trigger opens (``storages.open_status_source``: the lean read path of
+  ``storages/s3_lean.py`` on the loop's shared aiohttp session, signed with the shared
+  client's keys);
+* previous poll path: :mod:`benchmarks.baseline_poll` (the poller before issue 15) over
+  the shared aiobotocore client, as the trigger polled until then;
+* client-per-trigger: the previous poller, but each poller creates its own aiobotocore
+  client (from one shared session, the cheaper variant);
+* naive: the shared client, but listing each job's whole prefix every poll.
 
 Measured in this process: CPU seconds per poll (``time.process_time`` over the window ÷
 polls completed in it) and the longest loop block, measured like Airflow's triggerer
@@ -33,15 +34,13 @@ import json
 import random
 import resource
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import get_session
 
+from benchmarks.baseline_poll import JobPoller as PreviousPoller
 from benchmarks.common import BenchResult, Context, Row
-from benchmarks.lean_source import LeanS3Source
 from benchmarks.naive import NaivePoller
 from benchmarks.s3_clients import s3_client
 from benchmarks.s3_responder import Responder
@@ -49,6 +48,7 @@ from pywren_deferrable.config import S3Credentials
 from pywren_deferrable.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY
 from pywren_deferrable.hooks.s3_client_pool import shared_s3_client
 from pywren_deferrable.job import JobRef, StorageLocation, call_id
+from pywren_deferrable.storages import open_status_source
 from pywren_deferrable.triggers.poll import JobPoller
 from pywren_deferrable.triggers.status import S3StatusSource
 
@@ -61,10 +61,9 @@ POLL_INTERVAL = 10.0  # the trigger's default poll_interval (idle jobs back off 
 WATCHDOG_SLEEP = 0.05
 GOAL_BLOCK = 0.2
 PROJECT = "project"
+PREVIOUS = "previous poll path"
 PER_TRIGGER = "client-per-trigger"
 NAIVE = "naive"
-FAST = "project + fast timestamp parser (proposed)"
-LEAN = "project + presigned lean reader (proposed)"
 
 
 @dataclass
@@ -105,10 +104,17 @@ def seeded_poller(design: str, job: JobRef, done: int) -> Any:
         naive = NaivePoller(job)
         naive.done.update(calls)
         return naive
+    if design in (PREVIOUS, PER_TRIGGER):
+        previous = PreviousPoller(job)
+        for progress in previous.progress.values():
+            progress.started.update(progress.order)
+            progress.done.update(calls)
+            progress.advance_watermark()
+        return previous
     poller = JobPoller(job)
     for progress in poller.progress.values():
-        progress.started.update(progress.order)
-        progress.done.update(calls)
+        for call in calls:
+            progress.finished(call)
         progress.advance_watermark()
     return poller
 
@@ -142,17 +148,13 @@ async def run_window(design: str, jobs: int, done: int, seconds: float, responde
     first_error: list[str] = []
     stack = contextlib.AsyncExitStack()
     setup = time.process_time()
-    shared: Any = None
-    http: aiohttp.ClientSession | None = None
-    if design == FAST:
-        shared = await stack.enter_async_context(s3_client(endpoint, session=fast_session()))
-    elif design in (PROJECT, NAIVE, LEAN):
-        shared = await stack.enter_async_context(
+    # The shared clients are opened once before the window, as a triggerer pays once.
+    if design == PROJECT:
+        location = job_ref(0, endpoint).storage
+        await stack.enter_async_context(open_status_source(location, credentials))
+    elif design in (PREVIOUS, NAIVE):
+        await stack.enter_async_context(
             shared_s3_client(endpoint=endpoint, region=None, credentials=credentials)
-        )
-    if design == LEAN:
-        http = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32))
         )
     client_setup = time.process_time() - setup
     pollers = [seeded_poller(design, job_ref(i, endpoint), done) for i in range(jobs)]
@@ -161,17 +163,16 @@ async def run_window(design: str, jobs: int, done: int, seconds: float, responde
     def client_for() -> contextlib.AbstractAsyncContextManager[Any]:
         if design == PER_TRIGGER:
             return s3_client(endpoint, session=session)
-        if design in (FAST, LEAN):
-            return _borrow(shared)
+        if design == PROJECT:
+            # The source as the trigger opens it (shared clients, borrowed per trigger).
+            return open_status_source(job_ref(0, endpoint).storage, credentials)
         # The provider's pool: every poller borrows the one client (kept open above).
         return shared_s3_client(endpoint=endpoint, region=None, credentials=credentials)
 
     async def poller_task(poller: Any) -> None:
         await asyncio.sleep(rnd.uniform(0, POLL_INTERVAL))
         async with client_for() as client:
-            source: Any = (
-                LeanS3Source(client, http, BUCKET) if http is not None else S3StatusSource(client, BUCKET)
-            )
+            source: Any = client if design == PROJECT else S3StatusSource(client, BUCKET)
             while not stop.is_set():
                 try:
                     result = await poller.poll(source)
@@ -217,20 +218,6 @@ async def run_window(design: str, jobs: int, done: int, seconds: float, responde
     )
 
 
-@contextlib.asynccontextmanager
-async def _borrow(client: Any) -> AsyncIterator[Any]:
-    yield client
-
-
-from pywren_deferrable.hooks.s3_client_pool import fast_timestamp  # noqa: E402
-
-
-def fast_session() -> AioSession:
-    session = get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=fast_timestamp)
-    return session
-
-
 def _status_template(ctx: Context) -> str:
     template = dict(ctx.status_template().status)
     template.update(call_id="@CALL@", result=repr(b"\x80\x04K\x00."))
@@ -248,15 +235,16 @@ def run(ctx: Context) -> BenchResult:
     result = BenchResult(NAME)
     sizes = [100, 500] if ctx.quick else [100, 1_000, 5_000]
     seconds = 20.0 if ctx.quick else 30.0
-    designs = [PROJECT, PER_TRIGGER, NAIVE, FAST, LEAN]
+    designs = [PROJECT, PREVIOUS, PER_TRIGGER, NAIVE]
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     template = _status_template(ctx)
     windows: dict[tuple[str, int, int], Window] = {}
-    shapes = [(DONE, sizes, designs), (SMALL_TAIL_DONE, sizes[-1:], [PROJECT, FAST, LEAN])]
+    shapes = [(DONE, sizes, designs), (SMALL_TAIL_DONE, sizes[-1:], [PROJECT, PREVIOUS])]
     for done, shape_sizes, shape_designs in shapes:
         spec = {
             "bucket": BUCKET,
+            "canned": True,  # listings rendered once per shape: the responder is no bottleneck
             "synthetic": {
                 "jobs": max(shape_sizes),
                 "calls": CALLS,
@@ -278,14 +266,12 @@ def run(ctx: Context) -> BenchResult:
     rows = [(jobs, DONE) for jobs in sizes] + [(sizes[-1], SMALL_TAIL_DONE)]
     for number, (jobs, done) in enumerate(rows):
         project = windows[PROJECT, jobs, done]
-        fast = windows[FAST, jobs, done]
-        lean = windows[LEAN, jobs, done]
+        previous = windows[PREVIOUS, jobs, done]
         per_trigger = windows.get((PER_TRIGGER, jobs, done))
         naive = windows.get((NAIVE, jobs, done))
+        baseline = f"previous poll path {_describe(previous)}"
         if done == DONE:
-            baseline = f"client-per-trigger {_describe(per_trigger)}; naive {_describe(naive)}"
-        else:
-            baseline = "(this job shape: this project only, with and without the proposed changes)"
+            baseline += f"; client-per-trigger {_describe(per_trigger)}; naive {_describe(naive)}"
         result.rows.append(
             Row(
                 key=f"3{'abcdef'[number]}",
@@ -295,15 +281,12 @@ def run(ctx: Context) -> BenchResult:
                 ),
                 project=_describe(project),
                 baseline=baseline,
-                ratio=project.cpu_per_poll / per_trigger.cpu_per_poll
-                if per_trigger and per_trigger.polls
-                else None,
+                ratio=project.cpu_per_poll / previous.cpu_per_poll if previous.polls else None,
                 goal=f"no block > {GOAL_BLOCK} s" + (" at 5,000" if jobs == 5_000 else ""),
                 met=project.max_block <= GOAL_BLOCK,
                 note=(
-                    "endpoint: the harness's S3 responder (aiohttp, own process, CPU not counted), not moto; "
-                    f"ratio: CPU/poll vs client-per-trigger; proposed fast timestamp parser: {_describe(fast)}; "
-                    f"proposed presigned lean reader: {_describe(lean)}"
+                    "endpoint: the harness's S3 responder (aiohttp, own process, canned listings, CPU not "
+                    "counted), not moto; ratio: CPU/poll vs the previous poll path"
                 ),
             )
         )

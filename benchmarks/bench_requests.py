@@ -10,7 +10,10 @@ finish (their ``status.json`` is PUT over HTTP) and as many new calls start (the
 are counted by botocore's ``before-send`` hook:
 
 * this project's :class:`~pywren_deferrable.triggers.poll.JobPoller` (``StartAfter``
-  watermark);
+  watermark, one page per poll: with more than a page of keys after the watermark, the
+  next poll continues where the page ended). Its requests are the same whatever client
+  sends them; here they go through aiobotocore so that the hook counts them;
+* the previous poll path (:mod:`benchmarks.baseline_poll`: every page each poll);
 * naive: lists the whole prefix every poll, GETs each status.json not read before;
 * naive re-list: lists the whole prefix and GETs every status.json, every poll.
 """
@@ -26,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.baseline_poll import JobPoller as PreviousPoller
 from benchmarks.common import BenchResult, Context, Row, unique_bucket
 from benchmarks.lithops_layout import JobLayout
 from benchmarks.naive import NaivePoller, NaiveRelistPoller
@@ -48,6 +52,12 @@ class Series:
     gets: list[int] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     done: list[int] = field(default_factory=list)
+    # Calls finished in the bucket when each poll ran (what a poll could have seen).
+    expected: list[int] = field(default_factory=list)
+
+    def lagging(self) -> int:
+        """Polls that saw fewer calls done than had finished."""
+        return sum(1 for seen, finished in zip(self.done, self.expected, strict=True) if seen < finished)
 
     def mean(self, values: list[int] | list[float], polls: slice) -> float:
         chosen = list(values[polls])
@@ -113,7 +123,11 @@ class JobInProgress:
 async def _measure(ctx: Context, scenario: Scenario) -> tuple[dict[str, Series], JobInProgress]:
     state = JobInProgress(ctx, scenario)
     job = state.layout.job_ref(state.bucket, state.moto.endpoint)
-    pollers: dict[str, Any] = {"project": JobPoller(job), "naive": NaivePoller(job)}
+    pollers: dict[str, Any] = {
+        "project": JobPoller(job),
+        "previous": PreviousPoller(job),
+        "naive": NaivePoller(job),
+    }
     if scenario.with_relist:
         pollers["relist"] = NaiveRelistPoller(job)
     counts = {name: Counter[str]() for name in pollers}
@@ -138,6 +152,7 @@ async def _measure(ctx: Context, scenario: Scenario) -> tuple[dict[str, Series],
                 series[name].lists.append(delta[LIST])
                 series[name].gets.append(delta[GET])
                 series[name].done.append(outcome.done)
+                series[name].expected.append(len(state.finished))
         expected = len(state.finished)
         for name, s in series.items():
             if s.done[-1] != expected:
@@ -168,10 +183,13 @@ def run(ctx: Context) -> BenchResult:
         series, _state = asyncio.run(_measure(ctx, scenario))
         steady = slice(2, 1 + scenario.steps)  # polls after the first step (steady state)
         idle = slice(1 + scenario.steps, None)
-        project, naive = series["project"], series["naive"]
+        project, naive, previous = series["project"], series["naive"], series["previous"]
         p_list, p_get = project.mean(project.lists, steady), project.mean(project.gets, steady)
         n_list, n_get = naive.mean(naive.lists, steady), naive.mean(naive.gets, steady)
-        baseline = f"naive {_fmt(n_list, n_get)}"
+        baseline = (
+            f"previous poll path {_fmt(previous.mean(previous.lists, steady), previous.mean(previous.gets, steady))}; "
+            f"naive {_fmt(n_list, n_get)}"
+        )
         if "relist" in series:
             relist = series["relist"]
             baseline += (
@@ -189,9 +207,14 @@ def run(ctx: Context) -> BenchResult:
                 project=_fmt(p_list, p_get),
                 baseline=baseline,
                 ratio=(p_list + p_get) / (n_list + n_get),
-                goal=f"≤ {goal_lists:.2f} LIST + new GETs",
-                met=p_list <= goal_lists and p_get <= per_poll,
-                note="counted with botocore's before-send hook; GET = one per status.json read",
+                goal=f"≤ {goal_lists:.2f} LIST + new GETs (each status read once over the run)",
+                # GETs are counted over the whole run: with one page per poll a status may be
+                # read a poll later (see the notes), never twice.
+                met=p_list <= goal_lists and sum(project.gets) <= project.done[-1],
+                note=(
+                    "counted with botocore's before-send hook; GET = one per status.json read; "
+                    f"over the run: project {sum(project.gets):,} GETs for {project.done[-1]:,} calls done"
+                ),
             )
         )
         if scenario.key == "2a":
@@ -200,7 +223,8 @@ def run(ctx: Context) -> BenchResult:
                 key="2c",
                 what=f"S3 requests per poll, same job idle (nothing finishes between polls, {scenario.running:,} running)",
                 project=_fmt(p_idle, project.mean(project.gets, idle)),
-                baseline=f"naive {_fmt(n_idle, naive.mean(naive.gets, idle))}; re-list "
+                baseline=f"previous poll path {_fmt(previous.mean(previous.lists, idle), previous.mean(previous.gets, idle))}; "
+                f"naive {_fmt(n_idle, naive.mean(naive.gets, idle))}; re-list "
                 f"{_fmt(series['relist'].mean(series['relist'].lists, idle), series['relist'].mean(series['relist'].gets, idle))}",
                 ratio=p_idle / n_idle,
                 goal="≤ 1 LIST",
@@ -212,7 +236,10 @@ def run(ctx: Context) -> BenchResult:
             f"{_fmt(project.lists[0], project.gets[0])}, naive {_fmt(naive.lists[0], naive.gets[0])}; "
             f"steady client CPU per poll: project {1000 * project.mean(project.cpu, steady):.0f} ms, naive "
             f"{1000 * naive.mean(naive.cpu, steady):.0f} ms; keys after the watermark each poll ≈ "
-            f"{listed_tail:,} (.init of running calls + new status.json + aggdata.pickle, which sorts after every call)"
+            f"{listed_tail:,} (.init of running calls + new status.json + aggdata.pickle, which sorts after every call); "
+            f"project LIST per poll {project.lists}, polls that saw fewer calls done than had finished "
+            f"{project.lagging()} of {len(project.done)} (previous poll path {previous.lagging()}), every finished "
+            "call seen by the end"
         )
     if idle_row is not None:
         result.rows.insert(1, idle_row)

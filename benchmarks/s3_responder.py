@@ -11,7 +11,10 @@ It runs in its own process (``python -m benchmarks.s3_responder SPEC``), so that
 is not counted as the client's. The spec (JSON) names the port, the bucket, optional
 *synthetic* jobs (``jobs`` map jobs of ``calls`` calls each, the first ``done`` finished,
 all started, generated on demand so that 5,000 jobs cost no memory) and an optional
-pickle of explicit ``(key, bytes)`` objects.
+pickle of explicit ``(key, bytes)`` objects. With ``"canned": true`` a synthetic job's
+listings are rendered once per shape (the same ``start-after`` within a job) and served
+with the job's prefix substituted, so that the responder is not the bottleneck of
+thousands of pollers on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class Index:
             with open(spec["objects_pickle"], "rb") as handle:
                 self.objects = dict(pickle.load(handle))
         self.keys = sorted(self.objects)
+        self.canned = bool(spec.get("canned"))
+        self._listings: dict[tuple[str, str, str], str] = {}
 
     def _synthetic_job(self, key: str) -> str | None:
         match = _SYNTHETIC.match(key)
@@ -95,6 +100,24 @@ class Index:
             index += 1
         more = index < len(self.keys) and self.keys[index].startswith(prefix)
         return page, more
+
+    def canned_listing(self, query: Any) -> str | None:
+        """A synthetic job's listing from the cache of rendered ones (``None``: not cacheable)."""
+        prefix = query.get("prefix", "")
+        start_after = query.get("start-after", "")
+        if not self.canned or query.get("continuation-token"):
+            return None
+        job = self._synthetic_job(prefix)
+        if job is None or prefix != job or (start_after and not start_after.startswith(job)):
+            return None
+        shape = (start_after[len(job) :], query.get("max-keys", "1000"), query.get("encoding-type", ""))
+        template = self._listings.get(shape)
+        if template is None:
+            rendered = _list_xml(self, query)
+            if "<NextContinuationToken>" in rendered:  # the token names the job's key
+                return rendered
+            template = self._listings[shape] = rendered.replace(job, "@JOB@")
+        return template.replace("@JOB@", job)
 
     def get(self, key: str) -> bytes | None:
         if key in self.objects:
@@ -171,7 +194,8 @@ def make_app(index: Index) -> web.Application:
         if request.method == "PUT":
             return web.Response(status=200)
         if request.query.get("list-type") == "2":
-            return web.Response(body=_list_xml(index, request.query).encode(), content_type="application/xml")
+            body = index.canned_listing(request.query) or _list_xml(index, request.query)
+            return web.Response(body=body.encode(), content_type="application/xml")
         return _error(501, "NotImplemented", "only ListObjectsV2 is implemented")
 
     async def object_handler(request: web.Request) -> web.StreamResponse:

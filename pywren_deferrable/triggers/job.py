@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import ClientError as AiohttpClientError
@@ -24,6 +25,8 @@ from pywren_deferrable.job import JobRef
 from pywren_deferrable.triggers.metrics import TriggerMetrics
 from pywren_deferrable.triggers.poll import JobPoller, PollResult
 from pywren_deferrable.triggers.progress import ProgressLog
+from pywren_deferrable.triggers.scheduler import SCHEDULER, PollScheduler
+from pywren_deferrable.triggers.status import StatusSource
 
 DEFAULT_POLL_INTERVAL = 10.0
 MIN_POLL_INTERVAL = 0.5
@@ -80,6 +83,9 @@ class PyWrenJobTrigger(BaseTrigger):
         operator's stage, say), echoed in every event. It rides in the event rather than
         in ``next_kwargs`` because ``dag.test()`` replaces ``next_kwargs`` with the event.
     """
+
+    # The event loop's poll scheduler (one per process, see triggers/scheduler.py).
+    scheduler: PollScheduler = SCHEDULER
 
     def __init__(
         self,
@@ -205,8 +211,16 @@ class PyWrenJobTrigger(BaseTrigger):
             if dispatcher is not None:
                 await dispatcher.close()
 
+    def _new_poller(self) -> JobPoller:
+        """The job's poller (a seam for the benchmarks, which seed it or run the previous one)."""
+        return JobPoller(self.job)
+
+    def _status_source(self, hook: LithopsHook) -> AbstractAsyncContextManager[StatusSource]:
+        """Where the job's objects are read (a seam for the benchmarks' baseline)."""
+        return hook.astatus_source(self.job.storage)
+
     async def _poll_loop(self, hook: LithopsHook, dispatcher: Dispatcher | None) -> TriggerEvent:
-        poller = JobPoller(self.job)
+        poller = self._new_poller()
         interval = min(MIN_POLL_INTERVAL, self.poll_interval)
         progress_log = ProgressLog()
         outage_since: float | None = None
@@ -218,15 +232,17 @@ class PyWrenJobTrigger(BaseTrigger):
             metrics.finished(event.payload["status"], result)
             return event
 
-        async with hook.astatus_source(self.job.storage) as source:
+        async with self._status_source(hook) as source:
             while True:
                 dispatched = 0
                 try:
                     if dispatcher is not None and not dispatcher.loaded:
                         await dispatcher.load(source)
                         poller.not_invoked = dispatcher.undispatched_calls()
-                    requests_before, poll_started = source.requests, time.monotonic()
-                    result = await poller.poll(source)
+                    # A slot of the loop's poll scheduler: polls in flight stay bounded.
+                    async with self.scheduler.slot(self.job.storage):
+                        requests_before, poll_started = source.requests, time.monotonic()
+                        result = await poller.poll(source)
                     metrics.poll(result, source.requests - requests_before, time.monotonic() - poll_started)
                     if (
                         dispatcher is not None
@@ -283,6 +299,7 @@ class PyWrenJobTrigger(BaseTrigger):
                     interval = min(interval * BACKOFF_FACTOR, self.poll_interval)
                 if dispatcher is not None and dispatcher.remaining():
                     interval = min(interval, DISPATCH_POLL_INTERVAL)
+                pause = self.scheduler.pause(interval, self.poll_interval)
                 if self.deadline is not None:
-                    interval = max(0.0, min(interval, self.deadline - time.time()))
-                await asyncio.sleep(interval)
+                    pause = max(0.0, min(pause, self.deadline - time.time()))
+                await asyncio.sleep(pause)

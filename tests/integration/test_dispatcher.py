@@ -97,8 +97,10 @@ class Setup:
 
 def poll_result(done: set[str], started: set[str] = frozenset()) -> PollResult:  # type: ignore[assignment]
     progress = JobProgress(job_id="M000", total=TOTAL)
-    progress.done = set(done)
-    progress.started = set(started) | set(done)
+    progress.started.update(started)
+    for call in done:
+        progress.finished(call)
+    progress.advance_watermark()
     return PollResult(jobs=(progress,), new_done=len(done))
 
 

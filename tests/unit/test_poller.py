@@ -140,3 +140,35 @@ async def test_calls_not_handed_to_the_backend_are_never_late_to_start(tmp_path)
     poller.not_invoked = {"M000": {"00002"}}  # 00001 was dispatched and never started
     result = await poller.poll(source)
     assert sorted(result.failed["M000"]) == ["00001"]
+
+
+async def test_one_page_per_poll_walks_a_long_running_tail(tmp_path) -> None:
+    """1,100 calls running (more than a page of keys after the watermark): each poll lists
+    one page, the next continues where it ended, then the cycle starts again at the
+    watermark; a call finishing anywhere is seen within one cycle."""
+    root = str(tmp_path)
+    write_job_files(root, BUCKET, EXEC, "M000")
+    job = make_job(root, 1_200)
+    for i in range(1_100):
+        write_call(root, BUCKET, EXEC, "M000", call_id(i), running=True)
+    source = RecordingSource(root, BUCKET)
+    poller = JobPoller(job)
+    first = await poller.poll(source)
+    progress = poller.progress["M000"]
+    assert progress.resume_after == f"lithops.jobs/{EXEC}-M000/00999/0123456789ab.init"
+    assert first.jobs[0].running == 1_000
+    write_call(root, BUCKET, EXEC, "M000", call_id(3), value=3)  # in the first page
+    write_call(root, BUCKET, EXEC, "M000", call_id(1_050), value=1)  # in the second
+    second = await poller.poll(source)
+    assert second.jobs[0].running == 1_100 - 1 and second.new_done == 1  # 01050, found by the continuation
+    third = await poller.poll(source)
+    assert third.new_done == 1 and third.done == 2  # 00003, back at the watermark
+    assert source.start_afters == ["", f"lithops.jobs/{EXEC}-M000/00999/0123456789ab.init", ""]
+    # Calls 00000-00002 finish: the watermark passes them and the listing starts after it.
+    for i in range(3):
+        write_call(root, BUCKET, EXEC, "M000", call_id(i), value=i)
+    await poller.poll(source)
+    await poller.poll(source)
+    assert progress.last_done_call == "00003"
+    assert len(progress.done.extra) == 1  # 01050 only: 00000-00003 are the watermark
+    assert source.start_afters[-1] in ("", f"lithops.jobs/{EXEC}-M000/00003/~")

@@ -9,8 +9,10 @@ from pywren_deferrable.triggers.progress import ProgressLog, format_duration
 
 def progress(total: int, done: int, running: int, failed: int = 0) -> JobProgress:
     job = JobProgress(job_id="M000", total=total)
-    job.done = {call_id(i) for i in range(done)}
-    job.started = {call_id(i) for i in range(done + running)}
+    job.started.update(call_id(i) for i in range(done + running))
+    for i in range(done):
+        job.finished(call_id(i))
+    job.advance_watermark()
     job.failed = {call_id(i): None for i in range(failed)}  # type: ignore[misc]
     return job
 
