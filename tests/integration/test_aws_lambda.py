@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from faas_checks import max_overlap
 from lambda_fake.platform import LambdaAccount, lambda_account, set_connection
 from payloads.functions import add, sleep_then
 
@@ -72,16 +73,6 @@ def run(op: Any) -> Any:
 
     TI.run_id = f"run-{id(op)}"
     return op.execute({"ti": TI()})
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one instant (an end at t frees before a start at t)."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def test_map_and_map_reduce_defer_after_the_first_wave(

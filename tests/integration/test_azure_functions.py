@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from azure_functions_fake import FakeAzureFunctions
+from faas_checks import max_overlap
 from payloads.functions import add, sleep_then
 from storage_servers import AzuriteServer
 
@@ -152,16 +153,6 @@ def defer(op: PyWrenMapOperator, ti: FakeTI | None = None) -> tuple[PyWrenJobTri
     trigger = deferred.value.trigger
     assert isinstance(trigger, PyWrenJobTrigger)
     return trigger, time.time()
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one instant (an end at t frees before a start at t)."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def sleepy_map(calls: int, seconds: float) -> PyWrenMapOperator:

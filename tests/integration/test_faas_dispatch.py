@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
+from faas_checks import max_overlap
 from lambda_fake.platform import lambda_account
 from openwhisk_fake import FakeOpenWhisk
 from payloads.functions import sleep_then
@@ -158,18 +159,6 @@ def defer(op: PyWrenMapOperator, ti: FakeTI) -> tuple[PyWrenJobTrigger, float, f
     trigger = deferred.value.trigger
     assert isinstance(trigger, PyWrenJobTrigger)
     return trigger, started, time.time()
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one instant (an end at t frees before a start at t)."""
-    edges = sorted(
-        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1])
-    )
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def sleepy_map(calls: int, seconds: float) -> PyWrenMapOperator:
