@@ -87,6 +87,14 @@ def _session() -> Any:
     return _SESSION
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle the clients verify TLS with, as botocore resolves it for a client made
+    without ``verify``: ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle`` (``None``: botocore's
+    default bundle). Read each time: the environment may change between clients."""
+    value = _session().get_config_variable("ca_bundle")
+    return str(value) if value else None
+
+
 def active_clients() -> int:
     """How many shared clients are open (for tests and benchmarks)."""
     return len(_entries)

@@ -19,10 +19,10 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from pywren_deferrable.config import S3_STORAGE_BACKENDS, S3Credentials, s3_credentials, storage_location
-from pywren_deferrable.hooks.s3_client_pool import shared_s3_client
+from pywren_deferrable.hooks.s3_client_pool import ca_bundle, shared_s3_client
 from pywren_deferrable.job import STORAGE_S3, StorageLocation
 from pywren_deferrable.storages.base import LIST_PAGE_SIZE, ListedObject, StatusSource, keys_only
-from pywren_deferrable.storages.s3_lean import LeanS3Reader, shared_http_session
+from pywren_deferrable.storages.s3_lean import LeanS3Reader, shared_http_session, tls_context
 
 DELETE_BATCH = 1000  # S3 DeleteObjects takes at most 1,000 keys
 
@@ -125,9 +125,9 @@ class S3Kind:
                 yield S3StatusSource(client, location.bucket)
                 return
             async with shared_http_session() as http:
-                reader = LeanS3Reader(
-                    http, client.meta.endpoint_url, client.meta.region_name, location.bucket, signing
-                )
+                endpoint = client.meta.endpoint_url
+                tls = await tls_context(ca_bundle()) if endpoint.startswith("https:") else None
+                reader = LeanS3Reader(http, endpoint, client.meta.region_name, location.bucket, signing, tls)
                 yield S3StatusSource(client, location.bucket, reader)
 
 

@@ -17,10 +17,13 @@ connection trouble is aiohttp's. Writes and deletes, rare, stay on aiobotocore.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +32,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from botocore.httpsession import get_cert_path
 from yarl import URL
 
 from pywren_deferrable.storages.base import LIST_PAGE_SIZE, ListedObject, SharedClients
@@ -50,10 +54,11 @@ def _quote(value: str) -> str:
 
 
 def parse_timestamp(text: str | None) -> float:
-    """An S3 ``LastModified`` (ISO 8601, ``Z``) as epoch seconds."""
+    """An S3 ``LastModified`` (ISO 8601, ``Z``) as epoch seconds. (Python 3.10's
+    ``fromisoformat``, which the pywren engine's venv runs, does not read ``Z``.)"""
     if not text:
         return 0.0
-    return datetime.datetime.fromisoformat(text).timestamp()
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def parse_listing(body: bytes) -> tuple[list[ListedObject], str | None]:
@@ -82,6 +87,20 @@ def _client_error(status: int, body: bytes, operation: str) -> ClientError:
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
     return ClientError(response, operation)
+
+
+@lru_cache(maxsize=8)
+def _verify_context(ca_bundle: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.load_verify_locations(get_cert_path(ca_bundle or True))
+    return context
+
+
+async def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """What the reader verifies the endpoint's certificate with: the bundle the aiobotocore
+    client verifies with (``AWS_CA_BUNDLE``..., else botocore's default bundle), so that
+    both paths trust the same CAs. Built off the loop once per bundle (it reads files)."""
+    return await asyncio.to_thread(_verify_context, ca_bundle)
 
 
 async def _new_session(_spec: Any) -> aiohttp.ClientSession:
@@ -115,6 +134,7 @@ class LeanS3Reader:
     :param region: the signing region.
     :param bucket: the bucket.
     :param credentials: HMAC keys (and session token), or ``None`` to send unsigned requests.
+    :param tls: how to verify an ``https`` endpoint (:func:`tls_context`).
     """
 
     def __init__(
@@ -124,8 +144,10 @@ class LeanS3Reader:
         region: str,
         bucket: str,
         credentials: Credentials | None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._http = http
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._base = f"{endpoint.rstrip('/')}/{quote(bucket, safe='')}"
         self._signer = S3SigV4Auth(credentials, "s3", region) if credentials is not None else None
 
@@ -150,7 +172,7 @@ class LeanS3Reader:
             params["start-after"] = start_after
         query = "&".join(f"{k}={_quote(v)}" for k, v in sorted(params.items()))
         url, headers = self._signed("", query)
-        async with self._http.get(url, headers=headers) as response:
+        async with self._http.get(url, headers=headers, ssl=self._tls) as response:
             body = await response.read()
             if response.status != 200:
                 raise _client_error(response.status, body, "ListObjectsV2")
@@ -159,7 +181,7 @@ class LeanS3Reader:
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or ``None`` when it does not exist."""
         url, headers = self._signed("/" + quote(key, safe="/~"), "")
-        async with self._http.get(url, headers=headers) as response:
+        async with self._http.get(url, headers=headers, ssl=self._tls) as response:
             body = await response.read()
             if response.status == 404:
                 return None
