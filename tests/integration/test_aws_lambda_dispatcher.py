@@ -18,17 +18,14 @@ from typing import Any
 
 import boto3
 import pytest
+from dispatch_bed import DispatchBed, ids
 from lambda_fake.platform import LambdaAccount, lambda_account
 
 from pywren_deferrable.dispatch import aws_lambda
 from pywren_deferrable.dispatch.aws_lambda import AwsLambdaInvoker
 from pywren_deferrable.dispatch.dispatcher import Dispatcher
 from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused, DispatchUnavailable
-from pywren_deferrable.dispatch.plan import Chunk, Cursor, DispatchPlan, find_secrets, strip_secrets
 from pywren_deferrable.embedded import free_port
-from pywren_deferrable.job import JobRef, StorageLocation
-from pywren_deferrable.triggers.poll import JobProgress, PollResult
-from pywren_deferrable.triggers.status import LocalStatusSource
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +39,12 @@ HANDLER = (
 )
 
 
-class Setup:
+class Setup(DispatchBed):
+    backend = "aws_lambda"
+
     def __init__(self, account: LambdaAccount, root: Path) -> None:
+        super().__init__(root, max_workers=MAX_WORKERS, direct=DIRECT, pending=PENDING)
         self.account, self.fake = account, account.fake
-        self.job = JobRef(
-            "a1b2c3-0",
-            ("M000",),
-            {"M000": TOTAL},
-            StorageLocation(kind="localhost", bucket="bkt", backend="localhost", root=str(root)),
-            "map",
-            "3.8.0",
-            dispatch=("M000",),
-        )
-        self.source = LocalStatusSource(str(root), "bkt")
-        self.now = 0.0
 
     def connection_config(self, **aws: str) -> dict[str, Any]:
         keys = {"access_key_id": self.account.access_key, "secret_access_key": self.account.secret_key, **aws}
@@ -67,9 +56,9 @@ class Setup:
 
     def payload_config(self) -> dict[str, Any]:
         """The config Lithops puts in payloads: its aws keys copied into aws_lambda."""
-        config = self.connection_config()
-        config["aws_lambda"].update(config["aws"])
-        return {**config, "localhost": {"storage_bucket": "bkt"}}
+        config = super().payload_config()
+        config["aws_lambda"] = {**config["aws_lambda"], **config["aws"]}
+        return config
 
     def target(self, function: str = FUNCTION) -> dict[str, Any]:
         return {
@@ -79,44 +68,14 @@ class Setup:
             "credentials": {k: ["aws_lambda", k] for k in ("access_key_id", "secret_access_key")},
         }
 
-    async def store_plan(self) -> DispatchPlan:
-        config = self.payload_config()
-        refs = find_secrets(config, self.connection_config())
-        plan = DispatchPlan(
-            backend="aws_lambda",
-            target=self.target(),
-            max_workers=MAX_WORKERS,
-            chunksize=1,
-            direct=tuple((f"{i:05d}",) for i in range(DIRECT)),
-            pending=tuple(Chunk((f"{i:05d}",), {"data_byte_strs": [str(i)]}) for i in range(DIRECT, TOTAL)),
-            payload={"config": strip_secrets(config, refs), "job_id": "M000", "executor_id": "a1b2c3-0"},
-            secrets=tuple(refs),
-        )
-        await self.source.put(self.job.dispatch_plan_key("M000"), plan.to_json())
-        return plan
-
     def dispatcher(self, max_outage: float = 60.0, **aws: str) -> Dispatcher:
         async def get_config() -> dict[str, Any]:
             return self.connection_config(**aws)
 
-        return Dispatcher(self.job, get_config, max_outage=max_outage, clock=lambda: self.now)
+        return self.dispatcher_with(get_config, max_outage)
 
     def invoked(self) -> list[str]:
         return [c for i in self.fake.invocations.values() for c in i.call_ids]
-
-    async def cursor(self) -> int:
-        return Cursor.from_json(await self.source.get(self.job.dispatch_cursor_key("M000"))).dispatched
-
-
-def poll_result(done: set[str]) -> PollResult:
-    progress = JobProgress(job_id="M000", total=TOTAL)
-    progress.done = set(done)
-    progress.started = set(done)
-    return PollResult(jobs=(progress,), new_done=len(done))
-
-
-def ids(*indexes: int) -> set[str]:
-    return {f"{i:05d}" for i in indexes}
 
 
 @pytest.fixture
@@ -220,11 +179,11 @@ async def test_the_dispatcher_caps_running_chunks_and_restores_the_keys(setup: S
     assert setup.account.secret_key not in plan.to_json().decode()
     dispatcher = setup.dispatcher()
     try:
-        assert await dispatcher.step(setup.source, poll_result(set())) == 0  # the first wave runs
-        assert await dispatcher.step(setup.source, poll_result(ids(0))) == 1
+        assert await dispatcher.step(setup.source, setup.poll_result(set())) == 0  # the first wave runs
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0))) == 1
         assert setup.invoked() == ["00002"] and await setup.cursor() == 1
-        assert await dispatcher.step(setup.source, poll_result(ids(0))) == 0
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1, 2))) == 2
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0))) == 0
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1, 2))) == 2
         assert sorted(setup.invoked()) == sorted(ids(2, 3, 4)) and await setup.cursor() == 3
         event = next(i.event for i in setup.fake.invocations.values() if i.call_ids == ["00003"])
         assert event["data_byte_strs"] == ["3"]
@@ -238,13 +197,13 @@ async def test_the_dispatcher_retries_throttling_later_without_losing_the_chunk(
     setup.fake.concurrency_limit = 0
     dispatcher = setup.dispatcher()
     try:
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 0
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 0
         assert setup.fake.throttled >= 2 and setup.invoked() == []
         assert await setup.source.get(setup.job.dispatch_cursor_key("M000")) is None
         setup.fake.concurrency_limit = 100
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 0  # backing off
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 0  # backing off
         setup.now += 5
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 2
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 2
         assert sorted(setup.invoked()) == sorted(ids(2, 3)) and await setup.cursor() == 2
     finally:
         await dispatcher.close()
@@ -256,7 +215,7 @@ async def test_a_key_revoked_after_submission_fails_the_dispatch_clearly(setup: 
     dispatcher = setup.dispatcher()
     try:
         with pytest.raises(DispatchError, match=r"job M000.*403 UnrecognizedClientException") as failure:
-            await dispatcher.step(setup.source, poll_result(ids(0)))
+            await dispatcher.step(setup.source, setup.poll_result(ids(0)))
     finally:
         await dispatcher.close()
     assert setup.account.secret_key not in str(failure.value)

@@ -17,14 +17,11 @@ from typing import Any
 
 import pytest
 import requests
+from dispatch_bed import DispatchBed, ids
 from openwhisk_fake import FakeOpenWhisk
 
 from pywren_deferrable.dispatch.dispatcher import Dispatcher
 from pywren_deferrable.dispatch.errors import DispatchError, DispatchRefused
-from pywren_deferrable.dispatch.plan import Chunk, Cursor, DispatchPlan, find_secrets, strip_secrets
-from pywren_deferrable.job import JobRef, StorageLocation
-from pywren_deferrable.triggers.poll import JobProgress, PollResult
-from pywren_deferrable.triggers.status import LocalStatusSource
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +32,12 @@ PENDING = 5
 TOTAL = DIRECT + PENDING
 
 
-class Setup:
+class Setup(DispatchBed):
+    backend = "openwhisk"
+
     def __init__(self, fake: FakeOpenWhisk, api_key: str, namespace: str, root: Path) -> None:
+        super().__init__(root, max_workers=MAX_WORKERS, direct=DIRECT, pending=PENDING)
         self.fake, self.api_key, self.namespace = fake, api_key, namespace
-        self.job = JobRef(
-            "a1b2c3-0",
-            ("M000",),
-            {"M000": TOTAL},
-            StorageLocation(kind="localhost", bucket="bkt", backend="localhost", root=str(root)),
-            "map",
-            "3.8.0",
-            dispatch=("M000",),
-        )
-        self.source = LocalStatusSource(str(root), "bkt")
-        self.now = 0.0
 
     def connection_config(self, api_key: str | None = None) -> dict[str, Any]:
         return {
@@ -60,52 +49,23 @@ class Setup:
             },
         }
 
-    async def store_plan(self) -> DispatchPlan:
-        config = {**self.connection_config(), "localhost": {"storage_bucket": "bkt"}}
-        refs = find_secrets(config, self.connection_config())
-        plan = DispatchPlan(
-            backend="openwhisk",
-            target={
-                "endpoint": self.fake.endpoint,
-                "namespace": self.namespace,
-                "package": PACKAGE,
-                "action": ACTION,
-                "auth": {"kind": "basic", "config_path": ["openwhisk", "api_key"]},
-            },
-            max_workers=MAX_WORKERS,
-            chunksize=1,
-            direct=tuple((f"{i:05d}",) for i in range(DIRECT)),
-            pending=tuple(Chunk((f"{i:05d}",), {"data_byte_strs": [str(i)]}) for i in range(DIRECT, TOTAL)),
-            payload={"config": strip_secrets(config, refs), "job_id": "M000", "executor_id": "a1b2c3-0"},
-            secrets=tuple(refs),
-        )
-        await self.source.put(self.job.dispatch_plan_key("M000"), plan.to_json())
-        return plan
+    def target(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.fake.endpoint,
+            "namespace": self.namespace,
+            "package": PACKAGE,
+            "action": ACTION,
+            "auth": {"kind": "basic", "config_path": ["openwhisk", "api_key"]},
+        }
 
     def dispatcher(self, api_key: str | None = None, max_outage: float = 60.0) -> Dispatcher:
         async def get_config() -> dict[str, Any]:
             return self.connection_config(api_key)
 
-        return Dispatcher(self.job, get_config, max_outage=max_outage, clock=lambda: self.now)
+        return self.dispatcher_with(get_config, max_outage)
 
     def invoked(self) -> list[str]:
         return [c for a in self.fake.activations.values() for c in a.call_ids]
-
-    async def cursor(self) -> int:
-        return Cursor.from_json(await self.source.get(self.job.dispatch_cursor_key("M000"))).dispatched
-
-
-def poll_result(done: set[str], started: set[str] = frozenset()) -> PollResult:  # type: ignore[assignment]
-    progress = JobProgress(job_id="M000", total=TOTAL)
-    progress.started.update(started)
-    for call in done:
-        progress.finished(call)
-    progress.advance_watermark()
-    return PollResult(jobs=(progress,), new_done=len(done))
-
-
-def ids(*indexes: int) -> set[str]:
-    return {f"{i:05d}" for i in indexes}
 
 
 @pytest.fixture
@@ -153,12 +113,12 @@ async def test_never_more_than_max_workers_and_the_cursor_follows_acceptance(set
     plan = await setup.store_plan()
     dispatcher = setup.dispatcher()
     try:
-        assert await dispatcher.step(setup.source, poll_result(set())) == 0  # the first wave runs
-        assert await dispatcher.step(setup.source, poll_result(ids(0))) == 1
+        assert await dispatcher.step(setup.source, setup.poll_result(set())) == 0  # the first wave runs
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0))) == 1
         assert setup.invoked() == ["00002"] and await setup.cursor() == 1
         # Still two running (00001 and 00002): nothing more.
-        assert await dispatcher.step(setup.source, poll_result(ids(0))) == 0
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1, 2))) == 2
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0))) == 0
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1, 2))) == 2
         assert sorted(setup.invoked()) == sorted(ids(2, 3, 4)) and await setup.cursor() == 3
         assert dispatcher.undispatched_calls() == {"M000": ids(5, 6)}
         # The payload Lithops' worker gets: the chunk's fields, and the secret back in.
@@ -173,7 +133,7 @@ async def test_never_more_than_max_workers_and_the_cursor_follows_acceptance(set
     # started (a dispatch whose cursor write was lost) moves it without a re-dispatch.
     resumed = setup.dispatcher()
     try:
-        assert await resumed.step(setup.source, poll_result(ids(0, 1, 2, 3, 4), started=ids(5))) == 1
+        assert await resumed.step(setup.source, setup.poll_result(ids(0, 1, 2, 3, 4), started=ids(5))) == 1
         assert sorted(setup.invoked()) == sorted(ids(2, 3, 4, 6)) and await setup.cursor() == 5
         assert resumed.remaining() == 0
     finally:
@@ -185,13 +145,13 @@ async def test_throttling_is_retried_later_without_losing_the_chunk(setup: Setup
     setup.fake.concurrency_limit = 0  # every invocation: 429
     dispatcher = setup.dispatcher()
     try:
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 0
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 0
         assert setup.fake.throttled >= 2 and setup.invoked() == []
         assert await setup.source.get(setup.job.dispatch_cursor_key("M000")) is None
         setup.fake.concurrency_limit = 100
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 0  # backing off
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 0  # backing off
         setup.now += 5
-        assert await dispatcher.step(setup.source, poll_result(ids(0, 1))) == 2
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0, 1))) == 2
         assert sorted(setup.invoked()) == sorted(ids(2, 3))
     finally:
         await dispatcher.close()
@@ -202,10 +162,10 @@ async def test_an_endpoint_down_for_longer_than_max_outage_is_an_error(setup: Se
     dispatcher = setup.dispatcher(max_outage=10)
     setup.fake.down_for(30)
     try:
-        assert await dispatcher.step(setup.source, poll_result(ids(0))) == 0
+        assert await dispatcher.step(setup.source, setup.poll_result(ids(0))) == 0
         setup.now += 11
         with pytest.raises(DispatchError, match="for more than 10s"):
-            await dispatcher.step(setup.source, poll_result(ids(0)))
+            await dispatcher.step(setup.source, setup.poll_result(ids(0)))
     finally:
         await dispatcher.close()
 
@@ -216,7 +176,7 @@ async def test_a_refused_key_is_a_clear_error_naming_no_key(setup: Setup) -> Non
     dispatcher = setup.dispatcher(api_key=wrong)
     try:
         with pytest.raises(DispatchRefused, match="401") as err:
-            await dispatcher.step(setup.source, poll_result(ids(0)))
+            await dispatcher.step(setup.source, setup.poll_result(ids(0)))
         assert wrong.split(":")[1] not in str(err.value)
     finally:
         await dispatcher.close()
@@ -228,7 +188,7 @@ async def test_a_deleted_action_is_a_clear_error(setup: Setup) -> None:
     dispatcher = setup.dispatcher()
     try:
         with pytest.raises(DispatchRefused, match="404, the action does not exist"):
-            await dispatcher.step(setup.source, poll_result(ids(0)))
+            await dispatcher.step(setup.source, setup.poll_result(ids(0)))
     finally:
         await dispatcher.close()
 
@@ -236,4 +196,4 @@ async def test_a_deleted_action_is_a_clear_error(setup: Setup) -> None:
 async def test_a_missing_plan_is_a_clear_error(setup: Setup) -> None:
     dispatcher = setup.dispatcher()
     with pytest.raises(DispatchError, match="no dispatch plan in storage"):
-        await dispatcher.step(setup.source, poll_result(set()))
+        await dispatcher.step(setup.source, setup.poll_result(set()))
