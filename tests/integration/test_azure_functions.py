@@ -340,6 +340,12 @@ async def test_input_queue_deleted_after_deferral_fails_the_dispatch_clearly(dep
     op = sleepy_map(3 * MAX_WORKERS, 2.0)
     trigger, _ = defer(op)
     plan = DispatchPlan.from_json(deployed.get(trigger.job.dispatch_plan_key("M000")))
+    # The app goes once its first wave runs: deleted earlier, the queue takes those
+    # messages with it and the calls never start (only Lithops' start timeout ends that).
+    deadline = time.monotonic() + 60
+    while len(deployed.host.invocations_of("M000")) < MAX_WORKERS:
+        assert time.monotonic() < deadline, "the first wave never started"
+        await asyncio.sleep(0.05)
     deployed.host.queue_client(plan.target["queue"]).delete_queue()
     event = await trigger.wait_for_event()
     assert event.payload["status"] == "error", event.payload
