@@ -9,24 +9,21 @@ slots of its own triggers), and idle triggers pause a random 90-100 % of their
 ``poll_interval``, so that their phases drift apart and the polls of a steady triggerer
 arrive evenly (the pause never exceeds ``poll_interval``, as documented).
 
-The first poll of the process also freezes the garbage collector's view of the heap
-(``gc.freeze``, as Airflow's DAG processor does): a triggerer has loaded Airflow and the
-client libraries by then, millions of long-lived objects that every full collection
-would otherwise walk while the loop waits (measured: full collections of 0.5-2.5 s with
-5,000 triggers, benchmarks/ row "scale"). Collections then walk only what was allocated
-since; nothing is lost but cyclic garbage that existed at that instant.
+Before each poll the scheduler also lets the process' :class:`HeapFreezer` keep the
+long-lived triggers out of the garbage collector's full collections
+(:mod:`pywren_deferrable.triggers.heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 import weakref
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 
 from pywren_deferrable.job import StorageLocation
+from pywren_deferrable.triggers.heap import HeapFreezer
 
 # Enough to keep a remote endpoint's round trips overlapped at 500 polls/s (a poll is
 # one LIST of a few ms), few enough that a burst queues here rather than in the loop.
@@ -46,12 +43,12 @@ class PollScheduler:
         self,
         max_in_flight: int = DEFAULT_MAX_POLLS_IN_FLIGHT,
         rnd: random.Random | None = None,
-        freeze_heap: bool = True,
+        heap: HeapFreezer | None = None,
     ):
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         self.max_in_flight = max_in_flight
-        self._freeze_heap = freeze_heap
+        self.heap = heap
         self._random = rnd or random.Random()
         self._pools: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[Hashable, asyncio.Semaphore]
@@ -62,9 +59,6 @@ class PollScheduler:
         pools = self._pools.get(loop)
         if pools is None:
             pools = self._pools[loop] = {}
-            if self._freeze_heap:  # once per process (see the module docstring)
-                self._freeze_heap = False
-                gc.freeze()
         semaphore = pools.get(key)
         if semaphore is None:
             semaphore = pools[key] = asyncio.Semaphore(self.max_in_flight)
@@ -73,6 +67,8 @@ class PollScheduler:
     @asynccontextmanager
     async def slot(self, location: StorageLocation) -> AsyncIterator[None]:
         """Hold one of the endpoint's poll slots for the duration of a poll."""
+        if self.heap is not None:
+            self.heap.tend()
         async with self._semaphore(endpoint_key(location)):
             yield
 
@@ -88,4 +84,5 @@ class PollScheduler:
         return interval
 
 
-SCHEDULER = PollScheduler()
+# The process' scheduler: the triggerer's (its one event loop) and a worker's.
+SCHEDULER = PollScheduler(heap=HeapFreezer())
