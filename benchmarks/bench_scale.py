@@ -96,7 +96,10 @@ def rss_bytes() -> int:
 
 
 class _NoScheduler:
-    """The previous trigger: no slots, no jitter."""
+    """The previous trigger: no slots, no pacing, no jitter."""
+
+    async def turn(self) -> None:
+        return None
 
     @contextlib.asynccontextmanager
     async def slot(self, _location: Any) -> AsyncIterator[None]:

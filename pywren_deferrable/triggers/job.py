@@ -200,6 +200,7 @@ class PyWrenJobTrigger(BaseTrigger):
         """Poll until the job ends, fails, times out or storage stays unreachable."""
         if self.invalid:
             return self._event(EVENT_ERROR, None, self.invalid)
+        await self.scheduler.turn()  # start-ups are paced too (a restart starts thousands)
         hook = LithopsHook(lithops_conn_id=self.lithops_conn_id)
         # The calls beyond max_workers that the worker left to us (FaaS backends).
         dispatcher = (

@@ -55,6 +55,48 @@ def test_idle_pauses_spread_and_never_exceed_poll_interval() -> None:
     assert scheduler.pause(0.75, 10.0) == 0.75  # polls while calls finish keep their pace
 
 
-def test_bad_bound_is_refused() -> None:
+def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         PollScheduler(max_in_flight=0)
+    with pytest.raises(ValueError, match="starts_per_iteration"):
+        PollScheduler(starts_per_iteration=0)
+
+
+async def _iterations(counter: list[int], stop: asyncio.Event) -> None:
+    """Counts event-loop iterations: a callback that re-schedules itself runs once per iteration."""
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        counter[0] += 1
+        if not stop.is_set():
+            loop.call_soon(tick)
+
+    loop.call_soon(tick)
+
+
+async def test_a_burst_of_polls_starts_a_few_per_loop_iteration_in_arrival_order() -> None:
+    scheduler = PollScheduler(starts_per_iteration=3)
+    iteration, stop = [0], asyncio.Event()
+    await _iterations(iteration, stop)
+    started: list[tuple[int, int]] = []
+
+    async def poll(n: int) -> None:
+        async with scheduler.slot(A):
+            started.append((n, iteration[0]))
+
+    await asyncio.gather(*(poll(n) for n in range(20)))
+    stop.set()
+    assert [n for n, _ in started] == list(range(20))
+    per_iteration = [sum(1 for _, i in started if i == it) for it in {i for _, i in started}]
+    assert max(per_iteration) == 3 and len(per_iteration) >= 7
+
+
+async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
+    scheduler = PollScheduler(starts_per_iteration=1)
+    first = asyncio.ensure_future(scheduler.turn())
+    cancelled = asyncio.ensure_future(scheduler.turn())
+    last = asyncio.ensure_future(scheduler.turn())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.wait_for(asyncio.gather(first, last), timeout=5)
+    assert cancelled.cancelled()
