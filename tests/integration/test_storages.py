@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
-from payloads.functions import add, big_result, fail_on
+from payloads.functions import add, big_result_after_a_moment, fail_on
 from storage_servers import AzuriteServer, FakeGcsServer, RedisServer, environment
 
 from pywren_deferrable import PyWrenMapOperator
@@ -264,7 +264,9 @@ async def test_operator_trigger_results_clean_data(storage: Storage, conn: str) 
 
 
 async def test_large_results_and_a_failed_call(storage: Storage, conn: str) -> None:
-    op = PyWrenMapOperator(task_id="t", map_function=big_result, map_iterdata=[1, 2], poll_interval=1)
+    op = PyWrenMapOperator(
+        task_id="t", map_function=big_result_after_a_moment, map_iterdata=[1, 2], poll_interval=1
+    )
     event = dict((await PyWrenJobTrigger(**defer(op, storage)).wait_for_event()).payload)
     assert op.execute_complete({"ti": FakeTI()}, event) == ["1" * 20000, "2" * 20000]
     failing = PyWrenMapOperator(

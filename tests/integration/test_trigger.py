@@ -14,7 +14,7 @@ from payloads.functions import add, big_result, fail_on, nothing, sleep_then
 
 from pywren_deferrable.config import build_lithops_config, s3_credentials
 from pywren_deferrable.job import JobRef
-from pywren_deferrable.results import JobFailedError, afetch_results
+from pywren_deferrable.results import JobFailedError, ResultMissingError, afetch_results
 from pywren_deferrable.triggers.job import PyWrenJobTrigger
 from pywren_deferrable.triggers.status import open_status_source
 
@@ -83,6 +83,20 @@ async def test_large_results_come_from_output_objects(submit_job, lithops_config
     assert (await first_event(job, poll_interval=1))["status"] == "success"
     results = await fetch(job, lithops_config)
     assert results == ["1" * 20000, "2" * 20000]
+
+
+async def test_a_success_status_whose_output_object_is_missing_fails_naming_the_call(
+    submit_job, lithops_config
+) -> None:
+    """Lithops' worker can report success for a call whose result never reached storage
+    (its JobRunner shares the handler's pooled TLS connections after the fork, see
+    docs/failure-modes.md): the results fail naming the call instead of giving None."""
+    job = submit_job(big_result, [1, 2])
+    assert (await first_event(job, poll_interval=1))["status"] == "success"
+    async with open_status_source(job.storage, s3_credentials(lithops_config)) as source:
+        assert await source.delete([f"lithops.jobs/{job.executor_id}-M000/00001/output.pickle"]) == 1
+    with pytest.raises(ResultMissingError, match=r"job M000: call 00001 has no output.pickle"):
+        await fetch(job, lithops_config)
 
 
 @pytest.mark.engines

@@ -25,6 +25,18 @@ def big_result(x, size=20000):
     return str(x) * size
 
 
+def big_result_after_a_moment(x, size=20000, delay=2.0):
+    """big_result, returned after ``delay`` s. Lithops' handler writes the call's ``.init``
+    right after forking the JobRunner, on a pooled TLS connection the JobRunner inherited;
+    a JobRunner that uploads its result at that moment can read the handler's response and
+    lose its upload (docs/failure-modes.md). Returning later keeps the two apart where a
+    test is about the storage path, not that Lithops race."""
+    import time
+
+    time.sleep(delay)
+    return str(x) * size
+
+
 def nothing(x):
     return None
 
