@@ -33,6 +33,14 @@ def plain_lithops(config: dict[str, Any], call_type: str, function: Callable[...
     return fexec.get_result()
 
 
+def same_results_in_another_order(got: Any, expected: Any) -> bool:
+    return (
+        isinstance(got, list)
+        and isinstance(expected, list)
+        and sorted(map(repr, got)) == sorted(map(repr, expected))
+    )
+
+
 def keys_under(s3: LocalS3Server, bucket: str, prefix: str) -> set[str]:
     pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
@@ -62,6 +70,11 @@ def test_the_task_returns_what_get_result_returns(case: str, lithops_conn: str, 
     call_type, function, data = CASES[case]
     expected = plain_lithops(lithops_config, call_type, function, data)
     got = run(operator(call_type, function, data))
+    if got != expected and same_results_in_another_order(got, expected):
+        # Lithops appends returned futures as it sees their calls finish: on a loaded
+        # machine a later call can finish first there (docs/deferral.md). The provider's
+        # order is Lithops' when calls finish in order: ask Lithops once more.
+        expected = plain_lithops(lithops_config, call_type, function, data)
     assert got == expected
     assert got is not None and None not in (got if isinstance(got, list) else [got])
 

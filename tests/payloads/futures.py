@@ -61,7 +61,9 @@ def fan_fail(n):
 
 
 def plain_or_fan(x):
-    """A value for ``x == 0``, futures otherwise: a map that mixes both."""
+    """A value for ``x == 0``, futures otherwise: a map that mixes both. Like
+    :func:`fan_map_in_order`, later calls return their futures later."""
     if x == 0:
         return "plain"
+    time.sleep(2 * x)
     return lithops.FunctionExecutor().map(times_ten, [x, x + 1])
