@@ -27,7 +27,9 @@ Lithops' real ``entry_point.lambda_handler``; the trigger invokes through aiobot
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,6 +205,26 @@ def _time_first_wave() -> None:
     PendingCapture.wait_first_wave = timed  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def _one_ast_parse_at_a_time() -> Iterator[None]:
+    """CPython 3.11.7's ``ast.parse`` is not thread-safe (gh-106905: a shared recursion
+    depth, ``SystemError: AST constructor recursion depth mismatch``); Lithops' module scan
+    calls it at submit. Airflow runs one task per process, the side-by-side flows do not:
+    one parse at a time while they run (the scan is a small part of a submit)."""
+    original = ast.parse
+    lock = threading.Lock()
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(*args, **kwargs)
+
+    ast.parse = parse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ast.parse = original  # type: ignore[assignment]
+
+
 def _side_by_side(first: Any, second: Any) -> tuple[Flow, Flow]:
     """Run two flows at the same time (the second in a thread)."""
     box: dict[str, Any] = {}
@@ -213,12 +235,13 @@ def _side_by_side(first: Any, second: Any) -> tuple[Flow, Flow]:
         except Exception as err:
             box["error"] = err
 
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        flow = first()
-    finally:
-        thread.join()
+    with _one_ast_parse_at_a_time():
+        thread = threading.Thread(target=other)
+        thread.start()
+        try:
+            flow = first()
+        finally:
+            thread.join()
     if "error" in box:
         raise box["error"]
     return flow, box["flow"]

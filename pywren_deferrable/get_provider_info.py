@@ -49,6 +49,33 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.sensors.job"]}],
         "triggers": [{"integration-name": "Lithops", "python-modules": ["pywren_deferrable.triggers.job"]}],
+        "config": {
+            "pywren_deferrable": {
+                "description": "How the job trigger behaves in the triggerer.",
+                "options": {
+                    "heap_freezer": {
+                        "description": "Keep long-lived triggers out of the garbage collector's "
+                        "full collections (gc.freeze; docs/deferral.md): with thousands of job "
+                        "triggers, full collections otherwise block the triggerer's loop for up "
+                        "to a second. It acts on the whole triggerer process: turn it off to "
+                        "leave CPython's collections as they are.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "heap_thaw_interval": {
+                        "description": "Seconds between two thaws of the frozen heap (unfreeze, "
+                        "one full collection, freeze again): how long cyclic garbage of ended "
+                        "triggers may wait to be freed.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "600",
+                        "default": "1800",
+                    },
+                },
+            }
+        },
         "integrations": [
             {
                 "integration-name": "Lithops",

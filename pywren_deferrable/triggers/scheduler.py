@@ -19,7 +19,9 @@ polls in flight plus a few new ones; the others start in the following iteration
 
 Before each poll the scheduler also lets the process' :class:`HeapFreezer` keep the
 long-lived triggers out of the garbage collector's full collections
-(:mod:`pywren_deferrable.triggers.heap`).
+(:mod:`pywren_deferrable.triggers.heap`). Freezing acts on the whole process, other
+providers' triggers included, so the Airflow configuration can turn it off
+(:func:`heap_freezer_from_config`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException
+
 from pywren_deferrable.job import StorageLocation
-from pywren_deferrable.triggers.heap import HeapFreezer
+from pywren_deferrable.triggers.heap import THAW_EVERY, HeapFreezer
+
+# The provider's section of the Airflow configuration (declared in get_provider_info).
+CONFIG_SECTION = "pywren_deferrable"
 
 # New polls per loop iteration: at ~1.5 ms of CPU each, an iteration stays far under the
 # triggerer's 0.2 s warning, and an idle loop (iterations of microseconds) still starts
@@ -143,5 +151,24 @@ class PollScheduler:
         return interval
 
 
+def heap_freezer_from_config() -> HeapFreezer | None:
+    """The heap freezer the Airflow configuration asks for: ``[pywren_deferrable]
+    heap_freezer`` (default on; off leaves CPython's collections as they are, for a
+    triggerer shared with other providers' triggers that would rather not wait for the
+    thaw to free their cyclic garbage) and ``heap_thaw_interval`` (seconds, default 1800).
+    Read once, when the triggerer imports the trigger; a bad value fails naming it."""
+    try:
+        if not conf.getboolean(CONFIG_SECTION, "heap_freezer", fallback=True):
+            return None
+        thaw_every = conf.getfloat(CONFIG_SECTION, "heap_thaw_interval", fallback=THAW_EVERY)
+    except Exception as err:  # AirflowConfigException, with the key and the value
+        raise AirflowException(f"[{CONFIG_SECTION}] configuration: {err}") from err
+    if not thaw_every > 0:
+        raise AirflowException(
+            f"[{CONFIG_SECTION}] heap_thaw_interval must be a number of seconds > 0, got {thaw_every!r}"
+        )
+    return HeapFreezer(thaw_every=thaw_every)
+
+
 # The process' scheduler: the triggerer's (its one event loop) and a worker's.
-SCHEDULER = PollScheduler(heap=HeapFreezer())
+SCHEDULER = PollScheduler(heap=heap_freezer_from_config())

@@ -103,3 +103,14 @@ def test_provider_info_declares_the_form() -> None:
     assert conn_type["hook-class-name"] == "pywren_deferrable.hooks.lithops.LithopsHook"
     assert conn_type["conn-fields"]["iam_api_key"]["schema"]["format"] == "password"
     assert set(conn_type["ui-field-behaviour"]["relabeling"]) == {"host", "login", "password"}
+
+
+def test_provider_info_is_what_airflow_s_schema_accepts() -> None:
+    import json
+    from pathlib import Path
+
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)

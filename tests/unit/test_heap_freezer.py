@@ -7,10 +7,17 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 
+from pywren_deferrable.get_provider_info import get_provider_info
 from pywren_deferrable.job import StorageLocation
-from pywren_deferrable.triggers.heap import HeapFreezer
-from pywren_deferrable.triggers.scheduler import SCHEDULER, PollScheduler
+from pywren_deferrable.triggers.heap import THAW_EVERY, HeapFreezer
+from pywren_deferrable.triggers.scheduler import (
+    CONFIG_SECTION,
+    SCHEDULER,
+    PollScheduler,
+    heap_freezer_from_config,
+)
 
 
 class FakeCollector:
@@ -146,3 +153,40 @@ async def test_the_scheduler_tends_the_heap_before_each_poll() -> None:
     async with scheduler.slot(location):
         pass
     assert collector.calls == ["freeze"]
+
+
+def test_the_configuration_turns_the_freezer_off_or_sets_its_thaw(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__PYWREN_DEFERRABLE__HEAP_FREEZER", raising=False)
+    monkeypatch.delenv("AIRFLOW__PYWREN_DEFERRABLE__HEAP_THAW_INTERVAL", raising=False)
+    default = heap_freezer_from_config()
+    assert default is not None and default.thaw_every == THAW_EVERY
+
+    monkeypatch.setenv("AIRFLOW__PYWREN_DEFERRABLE__HEAP_THAW_INTERVAL", "600")
+    configured = heap_freezer_from_config()
+    assert configured is not None and configured.thaw_every == 600.0
+
+    monkeypatch.setenv("AIRFLOW__PYWREN_DEFERRABLE__HEAP_FREEZER", "False")
+    assert heap_freezer_from_config() is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("HEAP_FREEZER", "sometimes", "heap_freezer"),
+        ("HEAP_THAW_INTERVAL", "half an hour", "heap_thaw_interval"),
+        ("HEAP_THAW_INTERVAL", "0", "heap_thaw_interval must be a number of seconds > 0, got 0.0"),
+    ],
+)
+def test_a_bad_setting_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"AIRFLOW__PYWREN_DEFERRABLE__{key}", value)
+    with pytest.raises(AirflowException, match=r"\[pywren_deferrable\]") as raised:
+        heap_freezer_from_config()
+    assert message in str(raised.value)
+
+
+def test_the_provider_declares_its_settings_with_the_defaults_the_code_uses() -> None:
+    options = get_provider_info()["config"][CONFIG_SECTION]["options"]
+    assert options["heap_freezer"]["default"] == "True"
+    assert float(options["heap_thaw_interval"]["default"]) == THAW_EVERY
