@@ -32,6 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
@@ -87,6 +88,14 @@ class _Pacer:
             self._scheduled = False
 
 
+@dataclass
+class _LoopState:
+    """What the scheduler keeps for one event loop: its pacer and its endpoints' slots."""
+
+    pacer: _Pacer
+    slots: dict[Hashable, asyncio.Semaphore] = field(default_factory=dict)
+
+
 class PollScheduler:
     """Hands each event loop its own slot pools (asyncio primitives belong to one loop)."""
 
@@ -105,30 +114,27 @@ class PollScheduler:
         self.heap = heap
         self._random = rnd or random.Random()
         self.starts_per_iteration = starts_per_iteration
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[Hashable, asyncio.Semaphore]
-        ] = weakref.WeakKeyDictionary()
-        self._pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pacer] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _semaphore(self, key: Hashable) -> asyncio.Semaphore:
+    def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        pools = self._pools.get(loop)
-        if pools is None:
-            pools = self._pools[loop] = {}
-        semaphore = pools.get(key)
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = _LoopState(_Pacer(self.starts_per_iteration))
+        return state
+
+    def _semaphore(self, key: Hashable) -> asyncio.Semaphore:
+        slots = self._state().slots
+        semaphore = slots.get(key)
         if semaphore is None:
-            semaphore = pools[key] = asyncio.Semaphore(self.max_in_flight)
+            semaphore = slots[key] = asyncio.Semaphore(self.max_in_flight)
         return semaphore
 
     async def turn(self) -> None:
         """Wait for this loop's pacer to let one more poll or start-up begin."""
-        loop = asyncio.get_running_loop()
-        pacer = self._pacers.get(loop)
-        if pacer is None:
-            pacer = self._pacers[loop] = _Pacer(self.starts_per_iteration)
-        await pacer.turn()
+        await self._state().pacer.turn()
 
     @asynccontextmanager
     async def slot(self, location: StorageLocation) -> AsyncIterator[None]:
