@@ -200,15 +200,16 @@ def test_every_operator_end_to_end(
     assert results["sensor"] == [4, 5]
     assert results["bucket_map"] == [40, 2]
     fake = faas.fake
+    finished = fake.settle()
     # Lithops deployed its runtime through the API: a package, an action from its zip,
     # and the blocking "preinstalls" call that reads the runtime's metadata.
     assert len(fake.packages) == 1 and len(fake.actions) == 1
-    preinstalls = [a for a in fake.finished() if a.params.get("get_metadata")]
+    preinstalls = [a for a in finished if a.params.get("get_metadata")]
     assert len(preinstalls) == 1 and "preinstalls" in preinstalls[0].result
-    calls = [a for a in fake.finished() if not a.params.get("get_metadata")]
+    calls = [a for a in finished if not a.params.get("get_metadata")]
     # One activation per call: 1 + 3 + (3 + 1) + (3 + 1) + 2 + 2; every one succeeded.
     assert len(calls) == 16
-    assert all(a.status == "success" for a in fake.finished()), [a.logs[-2000:] for a in calls]
+    assert all(a.status == "success" for a in finished), [a.logs[-2000:] for a in calls]
     if faas.backend == "ibm_cf":
         assert fake.iam_requests >= 1 and len(fake.iam_namespaces) == 1
 

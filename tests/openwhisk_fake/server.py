@@ -222,6 +222,16 @@ class FakeOpenWhisk:
     def finished(self) -> list[Activation]:
         return [a for a in list(self.activations.values()) if a.end is not None]
 
+    def settle(self, timeout: float = 60.0) -> list[Activation]:
+        """Wait until every activation has ended, then return them all. A call writes its
+        status.json (which ends the job for Lithops and the trigger) before its process
+        exits, so a job can be over while its last activations are still ending."""
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.running(), f"activations still running after {timeout}s: {self.running()}"
+        return self.finished()
+
     def invocations_of(self, job_id: str) -> list[Activation]:
         """The activations of one Lithops job (``M000``...), by their params."""
         return [a for a in list(self.activations.values()) if a.params.get("job_id") == job_id]
