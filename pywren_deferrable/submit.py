@@ -49,8 +49,14 @@ from pywren_deferrable.dispatch.plan import DispatchPlan, PlanError
 from pywren_deferrable.extras import check_backend_modules
 from pywren_deferrable.hooks.ibm_iam import give_lithops_an_iam_token
 from pywren_deferrable.job import ENGINE_NAMES, ENGINE_PYWREN, STORAGE_LOCALHOST, JobRef
+from pywren_deferrable.lithops_cache import torn_cache_file
 
 log = logging.getLogger(__name__)
+
+# A torn read of Lithops' runtime metadata cache (lithops_cache): the writer takes
+# milliseconds; three reads spread over 0.6 s.
+TORN_CACHE_ATTEMPTS = 3
+TORN_CACHE_PAUSE = 0.1
 
 CALL_TYPES = ("call_async", "map", "map_reduce")
 # lithops/constants.py: SESSION_ID_ENV, TOTAL_EXECUTORS_ENV.
@@ -133,7 +139,29 @@ def call_timeout(spec: JobSpec) -> float:
 
 
 def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
-    """Submit ``spec`` on a Lithops ``FunctionExecutor``; return the futures of every job."""
+    """Submit ``spec`` on a Lithops ``FunctionExecutor``; return the futures of every job.
+
+    A read of Lithops' runtime-metadata cache file while another process writes it is
+    tried again (:mod:`pywren_deferrable.lithops_cache`), as long as no job was created."""
+    for attempt in range(1, TORN_CACHE_ATTEMPTS + 1):
+        calls_before = len(getattr(fexec, "futures", ()))
+        try:
+            return _submit_on_executor(fexec, spec)
+        except ValueError as err:
+            path = torn_cache_file(err)
+            if path is None or len(getattr(fexec, "futures", ())) != calls_before:
+                raise
+            if attempt == TORN_CACHE_ATTEMPTS:
+                raise SubmitError(
+                    f"Lithops' runtime metadata cache {path} is not valid JSON ({err}) after "
+                    f"{attempt} reads; if no other task is writing it, delete the file"
+                ) from err
+            log.warning("Lithops read %s while it was being written (%s): submitting again", path, err)
+            time.sleep(TORN_CACHE_PAUSE * attempt)
+    raise AssertionError("unreachable")
+
+
+def _submit_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
     if spec.call_type == "call_async":
         return [fexec.call_async(spec.function, spec.iterdata, **spec.options)]
     if spec.call_type == "map":
@@ -362,8 +390,8 @@ def submit_detached(
     # that made an executor (lithops/utils.py, create_executor_id), and a child process
     # carries on from them: two runners started from such a process would both take the
     # next executor id, and two maps of theirs the same job keys. Each runner starts its own.
-    for name in LITHOPS_SESSION_ENV:
-        env.pop(name, None)
+    for variable in LITHOPS_SESSION_ENV:
+        env.pop(variable, None)
     if storage_location(spec.config).kind != STORAGE_LOCALHOST:
         # Each Lithops localhost executor deletes and re-copies Lithops into
         # $TMPDIR/lithops-<user>/, under the feet of another job's workers: concurrent
