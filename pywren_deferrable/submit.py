@@ -143,7 +143,9 @@ def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
 
     A read of Lithops' runtime-metadata cache file while another process writes it is
     tried again (:mod:`pywren_deferrable.lithops_cache`), as long as no job was created."""
-    for attempt in range(1, TORN_CACHE_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         calls_before = len(getattr(fexec, "futures", ()))
         try:
             return _submit_on_executor(fexec, spec)
@@ -158,7 +160,6 @@ def run_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
                 ) from err
             log.warning("Lithops read %s while it was being written (%s): submitting again", path, err)
             time.sleep(TORN_CACHE_PAUSE * attempt)
-    raise AssertionError("unreachable")
 
 
 def _submit_on_executor(fexec: Any, spec: JobSpec) -> list[Any]:
