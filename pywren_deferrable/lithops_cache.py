@@ -27,5 +27,5 @@ def torn_cache_file(err: BaseException) -> str | None:
     for frame, _ in traceback.walk_tb(err.__traceback__):
         if frame.f_code.co_name == _READER:
             path = frame.f_locals.get("filename_local_path")
-            return str(path) if path else "the runtime metadata cache"
+            return str(path) if path else "under ~/.lithops/cache/runtimes/"
     return None

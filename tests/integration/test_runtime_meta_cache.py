@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import lithops
-import lithops.constants
 import lithops.storage.storage as lithops_storage
 import pytest
+from lithops_local_cache import private_lithops_cache
 from payloads.functions import add
 
 from pywren_deferrable.lithops_cache import torn_cache_file
@@ -27,12 +27,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "lithops-cache"
-    cache.mkdir()
-    for module in (lithops.constants, lithops_storage):
-        monkeypatch.setattr(module, "CACHE_DIR", str(cache))
-    monkeypatch.setattr(lithops_storage, "RUNTIME_META_CACHE", {})
-    return cache
+    return private_lithops_cache(tmp_path, monkeypatch)
 
 
 @pytest.fixture

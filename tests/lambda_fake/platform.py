@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lithops_local_cache import private_lithops_cache
 
 from lambda_fake import routing
 from lambda_fake.server import DEFAULT_REGION, FakeLambda, prepare_account
@@ -30,21 +31,6 @@ class LambdaAccount:
 
     def calls_invoked(self, job_id: str) -> list[str]:
         return [c for i in self.fake.invocations_of(job_id) for c in i.call_ids]
-
-
-def private_lithops_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Lithops caches runtime metadata (on disk under ~/.lithops/cache, and in memory for
-    the process) by function name, which is the same on every stand-in: a test must not
-    find another test's runtime there."""
-    import lithops.constants
-    import lithops.storage.storage as storage
-
-    cache = tmp_path / "lithops-cache"
-    cache.mkdir(exist_ok=True)
-    for module in (lithops.constants, storage):
-        monkeypatch.setattr(module, "CACHE_DIR", str(cache))
-    monkeypatch.setattr(storage, "RUNTIME_META_CACHE", {})
-    return cache
 
 
 @contextlib.contextmanager
